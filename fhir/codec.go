@@ -1,0 +1,285 @@
+package fhir
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/fhir/go/fhirversion"
+	"github.com/google/fhir/go/jsonformat"
+)
+
+// Codec parses FHIR R4 JSON with base validation (google/fhir's validating
+// unmarshaller). It keeps the client's bytes: we store and forward JSON, we
+// never re-marshal protos (slow, and it rewrites its input).
+// A Codec is safe for concurrent use.
+type Codec struct {
+	u *jsonformat.Unmarshaller
+}
+
+// NewCodec returns a Codec for FHIR R4.
+func NewCodec() (*Codec, error) {
+	u, err := jsonformat.NewUnmarshaller("UTC", fhirversion.R4)
+	if err != nil {
+		return nil, fmt.Errorf("fhir: new unmarshaller: %w", err)
+	}
+	u.MaxNestingDepth = 64
+	return &Codec{u: u}, nil
+}
+
+// Resource is a parsed resource: its type and id, the raw JSON as it came,
+// and a generic decoding of it for index terms and inspection.
+type Resource struct {
+	Type string
+	ID   string
+	Raw  []byte
+	Doc  map[string]any
+}
+
+// collector gathers the validation errors google/fhir reports.
+type collector struct{ issues []Issue }
+
+func (c *collector) ReportValidationError(path string, err error) error {
+	c.issues = append(c.issues, validationIssue("error", path, err))
+	return nil
+}
+
+func (c *collector) ReportValidationWarning(path string, err error) error {
+	c.issues = append(c.issues, validationIssue("warning", path, err))
+	return nil
+}
+
+func validationIssue(severity, path string, err error) Issue {
+	msg := err.Error()
+	code := "invalid"
+	switch {
+	case strings.Contains(msg, "missing required"):
+		code = "required"
+	case strings.Contains(msg, "code"), strings.Contains(msg, "value"), strings.Contains(msg, "reference"):
+		code = "value"
+	}
+	is := Issue{Severity: severity, Code: code, Diagnostics: msg}
+	if path != "" {
+		is.Expression = []string{path}
+	}
+	return is
+}
+
+// Parse checks that body is one valid FHIR R4 resource, of type wantType
+// unless wantType is empty. Malformed JSON and unknown or malformed
+// elements are KindInvalid (400); failures of base validation (missing
+// required elements, bad codes in required bindings, wrong reference types)
+// are KindUnprocessable (422). Each issue names the element at fault.
+func (c *Codec) Parse(body []byte, wantType string) (*Resource, error) {
+	doc, err := decodeObject(body)
+	if err != nil {
+		return nil, err
+	}
+	rt, _ := doc["resourceType"].(string)
+	if rt == "" {
+		return nil, Errorf(KindInvalid, "structure", "resource has no resourceType").At("resourceType")
+	}
+	if wantType != "" && rt != wantType {
+		return nil, Errorf(KindInvalid, "invalid", "expected a %s resource, got %s", wantType, rt).At("resourceType")
+	}
+	col := &collector{}
+	if _, err := c.u.UnmarshalWithErrorReporter(body, col); err != nil {
+		return nil, parseError(rt, err)
+	}
+	var errs []Issue
+	for _, is := range col.issues {
+		if is.Severity == "error" {
+			errs = append(errs, is)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, &Error{Kind: KindUnprocessable, Issues: errs}
+	}
+	id, _ := doc["id"].(string)
+	return &Resource{Type: rt, ID: id, Raw: body, Doc: doc}, nil
+}
+
+// decodeObject decodes a JSON object with numbers kept as json.Number.
+func decodeObject(body []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, Errorf(KindInvalid, "structure", "body is not valid JSON: %s", jsonSyntaxMessage(err))
+	}
+	if dec.More() {
+		return nil, Errorf(KindInvalid, "structure", "body holds more than one JSON value")
+	}
+	doc, ok := v.(map[string]any)
+	if !ok {
+		return nil, Errorf(KindInvalid, "structure", "body is not a JSON object")
+	}
+	return doc, nil
+}
+
+func jsonSyntaxMessage(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%s at offset %d", se.Error(), se.Offset)
+	}
+	return err.Error()
+}
+
+// parseError turns google/fhir's unmarshal errors (an unexported type we
+// read through reflection: Path and Details) into issues.
+func parseError(rt string, err error) error {
+	var issues []Issue
+	rv := reflect.ValueOf(err)
+	add := func(v reflect.Value) {
+		for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
+			if v.IsNil() {
+				return
+			}
+			v = v.Elem()
+		}
+		if v.Kind() != reflect.Struct {
+			return
+		}
+		path, details := "", ""
+		if f := v.FieldByName("Path"); f.IsValid() && f.Kind() == reflect.String {
+			path = f.String()
+		}
+		if f := v.FieldByName("Details"); f.IsValid() && f.Kind() == reflect.String {
+			details = f.String()
+		}
+		if details == "" {
+			return
+		}
+		is := Issue{Severity: "error", Code: "structure", Diagnostics: details}
+		if strings.Contains(details, "invalid") && !strings.Contains(details, "unknown field") {
+			is.Code = "value"
+		}
+		if path != "" {
+			is.Expression = []string{normalisePath(rt, path)}
+		}
+		issues = append(issues, is)
+	}
+	if rv.Kind() == reflect.Slice {
+		for i := 0; i < rv.Len(); i++ {
+			add(rv.Index(i))
+		}
+	} else {
+		add(rv)
+	}
+	if len(issues) == 0 {
+		issues = []Issue{{Severity: "error", Code: "structure", Diagnostics: err.Error()}}
+	}
+	return &Error{Kind: KindInvalid, Issues: issues, Err: err}
+}
+
+// normalisePath makes google/fhir's paths FHIRPath-like: "Patient.foo".
+func normalisePath(rt, p string) string {
+	if p == "" || strings.HasPrefix(p, rt) {
+		return p
+	}
+	return rt + "." + strings.TrimPrefix(p, ".")
+}
+
+// Meta is what the server sets on a stored version.
+type Meta struct {
+	ID          string
+	VersionID   int64
+	LastUpdated time.Time
+}
+
+// FormatInstant renders t as a FHIR instant in UTC with millisecond
+// precision.
+func FormatInstant(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
+
+// WithMeta rewrites the top level of a resource's JSON: resourceType first,
+// then id and meta (versionId and lastUpdated set, other meta elements
+// kept), then the other members in their original order, byte for byte.
+func WithMeta(raw []byte, m Meta) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil || tok != json.Delim('{') {
+		return nil, Errorf(KindInvalid, "structure", "resource is not a JSON object")
+	}
+	type member struct {
+		key string
+		val json.RawMessage
+	}
+	var members []member
+	var rt json.RawMessage
+	metaDoc := map[string]json.RawMessage{}
+	var metaKeys []string
+	for dec.More() {
+		kt, err := dec.Token()
+		if err != nil {
+			return nil, Errorf(KindInvalid, "structure", "malformed JSON object").Wrap(err)
+		}
+		key, _ := kt.(string)
+		var val json.RawMessage
+		if err := dec.Decode(&val); err != nil {
+			return nil, Errorf(KindInvalid, "structure", "malformed JSON value").Wrap(err)
+		}
+		switch key {
+		case "resourceType":
+			rt = val
+		case "id":
+		case "meta":
+			dm := json.NewDecoder(bytes.NewReader(val))
+			if t, err := dm.Token(); err == nil && t == json.Delim('{') {
+				for dm.More() {
+					mk, err := dm.Token()
+					if err != nil {
+						break
+					}
+					var mv json.RawMessage
+					if err := dm.Decode(&mv); err != nil {
+						break
+					}
+					k, _ := mk.(string)
+					if k == "versionId" || k == "lastUpdated" {
+						continue
+					}
+					if _, seen := metaDoc[k]; !seen {
+						metaKeys = append(metaKeys, k)
+					}
+					metaDoc[k] = mv
+				}
+			}
+		default:
+			members = append(members, member{key, val})
+		}
+	}
+	var b bytes.Buffer
+	b.Grow(len(raw) + 96)
+	b.WriteString(`{"resourceType":`)
+	b.Write(rt)
+	b.WriteString(`,"id":`)
+	b.WriteString(strconv.Quote(m.ID))
+	b.WriteString(`,"meta":{"versionId":"`)
+	b.WriteString(strconv.FormatInt(m.VersionID, 10))
+	b.WriteString(`","lastUpdated":"`)
+	b.WriteString(FormatInstant(m.LastUpdated))
+	b.WriteByte('"')
+	for _, k := range metaKeys {
+		b.WriteByte(',')
+		b.WriteString(strconv.Quote(k))
+		b.WriteByte(':')
+		b.Write(metaDoc[k])
+	}
+	b.WriteByte('}')
+	for _, mb := range members {
+		b.WriteByte(',')
+		b.WriteString(strconv.Quote(mb.key))
+		b.WriteByte(':')
+		b.Write(mb.val)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
