@@ -31,12 +31,12 @@ type DateTerm struct {
 //	TermRef("patient", "Patient/1")        patient=Patient/1 (or an absolute URL)
 //	TermRefID("patient", "1")              patient=1
 //	TermRefIdentifier("patient", s, v)     patient:identifier=s|v   (s may be "" for v alone)
-func TermCode(p, code string) string           { return p + "#c#" + code }
+func TermCode(p, code string) string            { return p + "#c#" + code }
 func TermSystemCode(p, sys, code string) string { return p + "#sc#" + sys + "|" + code }
-func TermSystem(p, sys string) string          { return p + "#s#" + sys }
-func TermNoSystem(p, code string) string       { return p + "#n#" + code }
-func TermRef(p, ref string) string             { return p + "#r#" + ref }
-func TermRefID(p, id string) string            { return p + "#id#" + id }
+func TermSystem(p, sys string) string           { return p + "#s#" + sys }
+func TermNoSystem(p, code string) string        { return p + "#n#" + code }
+func TermRef(p, ref string) string              { return p + "#r#" + ref }
+func TermRefID(p, id string) string             { return p + "#id#" + id }
 func TermRefIdentifier(p, sys, v string) string {
 	if sys == "" {
 		return p + "#ic#" + v
