@@ -1,0 +1,325 @@
+// Package audit records every access as a FHIR AuditEvent (IHE BALP
+// shapes): built from what the edge and federation report, chained by hash
+// so that editing or removing a stored event is detected, and written
+// durably in batches before any data leaves. It never sees medical
+// content: only who asked what about whom, and with what result.
+package audit
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/schakelpunt/schakelpunt/fhir"
+)
+
+// Outcome codes of AuditEvent.outcome.
+const (
+	OutcomeSuccess      = "0"
+	OutcomeMinorFailure = "4"  // the request failed: 4xx
+	OutcomeSeriousFail  = "8"  // the server or a dependency failed: 5xx
+	OutcomeMajorFailure = "12" // not used for requests
+)
+
+// OutcomeOf maps an HTTP status to an AuditEvent outcome.
+func OutcomeOf(status int) string {
+	switch {
+	case status < 400:
+		return OutcomeSuccess
+	case status < 500:
+		return OutcomeMinorFailure
+	default:
+		return OutcomeSeriousFail
+	}
+}
+
+// Agent is who asked: the UZI identity of the client certificate, or the
+// patient of a bearer token.
+type Agent struct {
+	UZINumber string
+	CardType  string
+	Role      string
+	URA       string
+	AGB       string
+	Name      string // certificate subject
+	BSN       string // a patient acting for themselves
+	Address   string // network address
+}
+
+// Source is one source system asked in a federated query.
+type Source struct {
+	URA     string
+	Name    string
+	URL     string
+	Count   int
+	Outcome string // ok, or what went wrong (timeout, invalid, ...)
+}
+
+// Event is one interaction to record.
+type Event struct {
+	ID          string
+	Recorded    time.Time
+	Interaction string // read, vread, search-type, create, update, delete, history-*, capabilities, or an operation such as $summary
+	Action      string // C R U D E
+	Status      int    // HTTP status of the answer
+	Description string // outcomeDesc: why it failed (never medical content)
+	Agent       *Agent // nil when the client had no usable identity
+	PatientBSN  string
+	Query       string // the query string as sent (it may hold a BSN: it belongs in the audit)
+	Resources   []string
+	Category    string // data category (LOINC) of patient data
+	Sources     []Source
+	Permit      *bool
+	Reasons     []string
+	Observer    string // the switching point's name or URL
+}
+
+// ActionOf maps an interaction to AuditEvent.action.
+func ActionOf(interaction string) string {
+	switch interaction {
+	case "create":
+		return "C"
+	case "read", "vread", "search-type", "history-instance", "history-type", "capabilities", "page":
+		return "R"
+	case "update":
+		return "U"
+	case "delete":
+		return "D"
+	}
+	return "E"
+}
+
+// System URLs of the AuditEvent vocabulary.
+const (
+	systemAuditType   = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+	systemInteraction = "http://hl7.org/fhir/restful-interaction"
+	systemActReason   = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+	systemPartType    = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+	systemEntityType  = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+	systemObjectRole  = "http://terminology.hl7.org/CodeSystem/object-role"
+	systemSourceType  = "http://terminology.hl7.org/CodeSystem/security-source-type"
+	systemDetail      = "http://schakelpunt.nl/fhir/CodeSystem/audit-detail"
+	// ChainExtension is the URL of the hash-chain link on each event.
+	ChainExtension = "http://schakelpunt.nl/fhir/StructureDefinition/audit-chain"
+	// CategoryExtension is the URL of the data category on an event.
+)
+
+type coding struct {
+	System  string `json:"system,omitempty"`
+	Code    string `json:"code"`
+	Display string `json:"display,omitempty"`
+}
+
+type concept struct {
+	Coding []coding `json:"coding"`
+	Text   string   `json:"text,omitempty"`
+}
+
+type identifier struct {
+	System string `json:"system"`
+	Value  string `json:"value"`
+}
+
+type reference struct {
+	Reference  string      `json:"reference,omitempty"`
+	Type       string      `json:"type,omitempty"`
+	Identifier *identifier `json:"identifier,omitempty"`
+	Display    string      `json:"display,omitempty"`
+}
+
+type network struct {
+	Address string `json:"address"`
+	Type    string `json:"type"`
+}
+
+type agent struct {
+	Type      *concept  `json:"type,omitempty"`
+	Role      []concept `json:"role,omitempty"`
+	Who       reference `json:"who"`
+	Name      string    `json:"name,omitempty"`
+	Requestor bool      `json:"requestor"`
+	Network   *network  `json:"network,omitempty"`
+}
+
+type detail struct {
+	Type        string `json:"type"`
+	ValueString string `json:"valueString"`
+}
+
+type entity struct {
+	What        *reference `json:"what,omitempty"`
+	Type        *coding    `json:"type,omitempty"`
+	Role        *coding    `json:"role,omitempty"`
+	Name        string     `json:"name,omitempty"`
+	Description string     `json:"description,omitempty"`
+	Query       string     `json:"query,omitempty"`
+	Detail      []detail   `json:"detail,omitempty"`
+}
+
+type source struct {
+	Site     string    `json:"site,omitempty"`
+	Observer reference `json:"observer"`
+	Type     []coding  `json:"type"`
+}
+
+type extension struct {
+	URL         string      `json:"url"`
+	ValueString string      `json:"valueString,omitempty"`
+	Extension   []extension `json:"extension,omitempty"`
+}
+
+type auditEvent struct {
+	ResourceType   string      `json:"resourceType"`
+	ID             string      `json:"id"`
+	Extension      []extension `json:"extension,omitempty"`
+	Type           coding      `json:"type"`
+	Subtype        []coding    `json:"subtype"`
+	Action         string      `json:"action"`
+	Recorded       string      `json:"recorded"`
+	Outcome        string      `json:"outcome"`
+	OutcomeDesc    string      `json:"outcomeDesc,omitempty"`
+	PurposeOfEvent []concept   `json:"purposeOfEvent,omitempty"`
+	Agent          []agent     `json:"agent"`
+	Source         source      `json:"source"`
+	Entity         []entity    `json:"entity,omitempty"`
+}
+
+// build renders the event as an AuditEvent without its chain link.
+func (e *Event) build() auditEvent {
+	ae := auditEvent{
+		ResourceType: "AuditEvent",
+		ID:           e.ID,
+		Type:         coding{System: systemAuditType, Code: "rest", Display: "RESTful Operation"},
+		Subtype:      []coding{{System: systemInteraction, Code: e.Interaction}},
+		Action:       e.Action,
+		Recorded:     fhir.FormatInstant(e.Recorded),
+		Outcome:      OutcomeOf(e.Status),
+		OutcomeDesc:  e.Description,
+		Source: source{
+			Site:     "Schakelpunt",
+			Observer: reference{Display: e.Observer},
+			Type:     []coding{{System: systemSourceType, Code: "4", Display: "Application Server"}},
+		},
+	}
+	if ae.Action == "" {
+		ae.Action = ActionOf(e.Interaction)
+	}
+	if e.Interaction != "" && e.Interaction[0] == '$' {
+		ae.Subtype[0] = coding{System: "http://schakelpunt.nl/fhir/CodeSystem/operation", Code: e.Interaction}
+	}
+	if e.PatientBSN != "" {
+		ae.PurposeOfEvent = []concept{{Coding: []coding{{System: systemActReason, Code: "TREAT", Display: "treatment"}}}}
+	}
+	ae.Agent = e.agents()
+	if e.PatientBSN != "" {
+		ae.Entity = append(ae.Entity, entity{
+			What: &reference{Type: "Patient", Identifier: &identifier{System: fhir.SystemBSN, Value: e.PatientBSN}},
+			Type: &coding{System: systemEntityType, Code: "1", Display: "Person"},
+			Role: &coding{System: systemObjectRole, Code: "1", Display: "Patient"},
+		})
+	}
+	if e.Query != "" {
+		ae.Entity = append(ae.Entity, entity{
+			Type:  &coding{System: systemEntityType, Code: "2", Display: "System Object"},
+			Role:  &coding{System: systemObjectRole, Code: "24", Display: "Query"},
+			Query: base64.StdEncoding.EncodeToString([]byte(e.Query)),
+		})
+	}
+	for _, r := range e.Resources {
+		ae.Entity = append(ae.Entity, entity{
+			What: &reference{Reference: r},
+			Type: &coding{System: systemEntityType, Code: "2", Display: "System Object"},
+			Role: &coding{System: systemObjectRole, Code: "4", Display: "Domain Resource"},
+		})
+	}
+	for _, s := range e.Sources {
+		ae.Entity = append(ae.Entity, entity{
+			What:        &reference{Type: "Organization", Identifier: &identifier{System: fhir.SystemURA, Value: s.URA}, Display: s.Name},
+			Type:        &coding{System: systemEntityType, Code: "2", Display: "System Object"},
+			Role:        &coding{System: systemObjectRole, Code: "13", Display: "Security Resource"},
+			Description: s.URL,
+			Detail:      []detail{{Type: "result-count", ValueString: strconv.Itoa(s.Count)}, {Type: "result", ValueString: s.Outcome}},
+		})
+	}
+	if e.Permit != nil || e.Category != "" {
+		d := entity{
+			Type:        &coding{System: systemEntityType, Code: "4", Display: "Other"},
+			Role:        &coding{System: systemObjectRole, Code: "13", Display: "Security Resource"},
+			Name:        "access decision",
+			Description: "the policy and consent decision for this request",
+		}
+		if e.Permit != nil {
+			v := "deny"
+			if *e.Permit {
+				v = "permit"
+			}
+			d.Detail = append(d.Detail, detail{Type: "decision", ValueString: v})
+		}
+		for _, r := range e.Reasons {
+			d.Detail = append(d.Detail, detail{Type: "reason", ValueString: r})
+		}
+		if e.Category != "" {
+			d.Detail = append(d.Detail, detail{Type: "category", ValueString: fhir.SystemLOINC + "|" + e.Category})
+		}
+		ae.Entity = append(ae.Entity, d)
+	}
+	return ae
+}
+
+func (e *Event) agents() []agent {
+	a := e.Agent
+	if a == nil || (a.UZINumber == "" && a.BSN == "") {
+		addr := ""
+		if a != nil {
+			addr = a.Address
+		}
+		return []agent{{
+			Type:      &concept{Coding: []coding{{System: systemPartType, Code: "IRCP", Display: "information recipient"}}},
+			Who:       reference{Display: "unidentified client"},
+			Requestor: true,
+			Network:   netOf(addr),
+		}}
+	}
+	if a.BSN != "" {
+		return []agent{{
+			Type:      &concept{Coding: []coding{{System: systemPartType, Code: "IRCP", Display: "information recipient"}}},
+			Who:       reference{Type: "Patient", Identifier: &identifier{System: fhir.SystemBSN, Value: a.BSN}},
+			Requestor: true,
+			Network:   netOf(a.Address),
+		}}
+	}
+	system := fhir.SystemUZIPerson
+	if a.CardType == "S" {
+		system = fhir.SystemUZISystem
+	}
+	person := agent{
+		Type:      &concept{Coding: []coding{{System: systemPartType, Code: "IRCP", Display: "information recipient"}}},
+		Role:      []concept{{Coding: []coding{{System: fhir.SystemUZIRole, Code: a.Role}}, Text: "UZI card " + a.CardType}},
+		Who:       reference{Identifier: &identifier{System: system, Value: a.UZINumber}, Display: a.Name},
+		Requestor: true,
+		Network:   netOf(a.Address),
+	}
+	if a.AGB != "" && a.AGB != "00000000" {
+		person.Role = append(person.Role, concept{Coding: []coding{{System: fhir.SystemAGB, Code: a.AGB}}})
+	}
+	org := agent{
+		Type:      &concept{Coding: []coding{{System: systemPartType, Code: "PROV", Display: "healthcare provider"}}},
+		Who:       reference{Type: "Organization", Identifier: &identifier{System: fhir.SystemURA, Value: a.URA}},
+		Requestor: false,
+	}
+	return []agent{person, org}
+}
+
+func netOf(addr string) *network {
+	if addr == "" {
+		return nil
+	}
+	return &network{Address: addr, Type: "2"} // IP address
+}
+
+// content renders the event without chain link: the bytes the chain
+// covers (canonicalised, see Canonical).
+func (e *Event) content() ([]byte, error) {
+	return json.Marshal(e.build())
+}

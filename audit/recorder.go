@@ -1,0 +1,245 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/schakelpunt/schakelpunt/fhir"
+	"github.com/schakelpunt/schakelpunt/store"
+)
+
+// ErrClosed is returned by Record after Close.
+var ErrClosed = errors.New("audit: recorder closed")
+
+// Options tune a Recorder.
+type Options struct {
+	Logger   *slog.Logger
+	Observer string // the switching point's name in AuditEvent.source
+	MaxBatch int    // events per commit (default 512)
+	Now      func() time.Time
+	NewID    func() string
+}
+
+// Recorder writes AuditEvents durably, chained, in batches: concurrent
+// Record calls are grouped into one AppendAudit (one commit) and each
+// returns only when its event is stored.
+type Recorder struct {
+	log      store.AuditLog
+	logger   *slog.Logger
+	observer string
+	maxBatch int
+	now      func() time.Time
+	newID    func() string
+
+	// head is the chain head as this recorder last wrote it; reloaded
+	// after a conflict or a failure (only the run goroutine touches it).
+	head      store.ChainHead
+	headKnown bool
+
+	queue chan *pending
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.RWMutex // guards closed
+	close bool
+}
+
+type pending struct {
+	ev    Event
+	reply chan error
+}
+
+// NewRecorder starts a recorder on log.
+func NewRecorder(log store.AuditLog, opts Options) *Recorder {
+	r := &Recorder{
+		log: log, logger: opts.Logger, observer: opts.Observer, maxBatch: opts.MaxBatch,
+		now: opts.Now, newID: opts.NewID,
+		queue: make(chan *pending, 4096), stop: make(chan struct{}),
+	}
+	if r.logger == nil {
+		r.logger = slog.New(slog.DiscardHandler)
+	}
+	if r.maxBatch <= 0 {
+		r.maxBatch = 512
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.newID == nil {
+		r.newID = randomID
+	}
+	if r.observer == "" {
+		r.observer = "Schakelpunt"
+	}
+	r.wg.Add(1)
+	go r.run()
+	return r
+}
+
+func randomID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Record stores ev and returns its id once it is durably stored. An error
+// means the event is not stored: the caller must not release data (fail
+// closed); the error is a *fhir.Error of kind unavailable.
+func (r *Recorder) Record(ctx context.Context, ev Event) (string, error) {
+	if ev.ID == "" {
+		ev.ID = r.newID()
+	}
+	if ev.Recorded.IsZero() {
+		ev.Recorded = r.now()
+	}
+	if ev.Observer == "" {
+		ev.Observer = r.observer
+	}
+	p := &pending{ev: ev, reply: make(chan error, 1)}
+	r.mu.RLock()
+	if r.close {
+		r.mu.RUnlock()
+		return "", unavailable(ErrClosed)
+	}
+	select {
+	case r.queue <- p:
+	case <-ctx.Done():
+		r.mu.RUnlock()
+		return "", unavailable(ctx.Err())
+	}
+	r.mu.RUnlock()
+	// Once queued, the event is written even if ctx ends: wait for the
+	// verdict so that nothing is acknowledged twice or lost silently.
+	if err := <-p.reply; err != nil {
+		return "", unavailable(err)
+	}
+	return ev.ID, nil
+}
+
+func unavailable(err error) error {
+	return fhir.Errorf(fhir.KindUnavailable, "transient", "the access log cannot be written, so no data is released; try again later").Wrap(err)
+}
+
+// Close writes what is queued and stops the recorder.
+func (r *Recorder) Close() error {
+	r.mu.Lock()
+	if r.close {
+		r.mu.Unlock()
+		return nil
+	}
+	r.close = true
+	close(r.stop)
+	r.mu.Unlock()
+	r.wg.Wait()
+	return nil
+}
+
+func (r *Recorder) run() {
+	defer r.wg.Done()
+	batch := make([]*pending, 0, r.maxBatch)
+	for {
+		var first *pending
+		select {
+		case first = <-r.queue:
+		case <-r.stop:
+			// Drain what was queued before Close.
+			for {
+				select {
+				case p := <-r.queue:
+					r.commit([]*pending{p})
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < r.maxBatch {
+			select {
+			case p := <-r.queue:
+				batch = append(batch, p)
+			default:
+				break fill
+			}
+		}
+		r.commit(batch)
+	}
+}
+
+// commit chains and appends a batch, retrying when another writer moved
+// the chain, and answers every waiter.
+func (r *Recorder) commit(batch []*pending) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var err error
+	for attempt := 0; attempt < 8; attempt++ {
+		if !r.headKnown {
+			if r.head, err = r.log.AuditHead(ctx); err != nil {
+				break
+			}
+			r.headKnown = true
+		}
+		var recs []store.AuditRecord
+		if recs, err = r.chain(r.head, batch); err != nil {
+			break
+		}
+		err = r.log.AppendAudit(ctx, recs)
+		if err == nil {
+			last := recs[len(recs)-1]
+			r.head = store.ChainHead{Seq: last.Seq, Hash: last.Hash}
+			break
+		}
+		r.headKnown = false // another writer moved the chain, or the write failed
+		if !errors.Is(err, store.ErrChainConflict) {
+			break
+		}
+	}
+	if err != nil {
+		r.logger.Error("audit write failed", slog.Int("events", len(batch)), slog.Any("err", err))
+	}
+	for _, p := range batch {
+		p.reply <- err
+	}
+}
+
+// chain renders the batch as records linked onto head.
+func (r *Recorder) chain(head store.ChainHead, batch []*pending) ([]store.AuditRecord, error) {
+	recs := make([]store.AuditRecord, 0, len(batch))
+	seq, prev := head.Seq, head.Hash
+	for _, p := range batch {
+		ae := p.ev.build()
+		content, err := json.Marshal(ae)
+		if err != nil {
+			return nil, fmt.Errorf("audit: render: %w", err)
+		}
+		canon, err := Canonical(content)
+		if err != nil {
+			return nil, err
+		}
+		seq++
+		hash := Link(prev, canon)
+		body, err := withChain(ae, seq, prev, hash)
+		if err != nil {
+			return nil, fmt.Errorf("audit: render: %w", err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		var doc map[string]any
+		if err := dec.Decode(&doc); err != nil {
+			return nil, fmt.Errorf("audit: render: %w", err)
+		}
+		recs = append(recs, store.AuditRecord{
+			Seq: seq, Prev: prev, Hash: hash, Recorded: p.ev.Recorded,
+			Write: store.Write{Type: "AuditEvent", ID: p.ev.ID, Body: body, Terms: fhir.ExtractTerms("AuditEvent", doc)},
+		})
+		prev = hash
+	}
+	return recs, nil
+}

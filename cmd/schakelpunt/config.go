@@ -1,0 +1,234 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the configuration of serve: YAML file, then SCHAKELPUNT_*
+// environment variables, then flags (flags win).
+type Config struct {
+	Listen          string        `yaml:"listen"`
+	AdminListen     string        `yaml:"admin_listen"`
+	PatientListen   string        `yaml:"patient_listen"`
+	DataDir         string        `yaml:"data_dir"`
+	Store           string        `yaml:"store"`
+	MongoDBURI      string        `yaml:"mongodb_uri"`
+	MongoDBDatabase string        `yaml:"mongodb_database"`
+	Demo            bool          `yaml:"demo"`
+	MaxBodyBytes    int64         `yaml:"max_body_bytes"`
+	PublicBaseURL   string        `yaml:"public_base_url"`
+	LogLevel        string        `yaml:"log_level"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	TLS             TLSConfig     `yaml:"tls"`
+	Policy          PolicyConfig  `yaml:"policy"`
+	// Supervisors may read the whole access log (YAML only: a list).
+	Supervisors []SupervisorConfig `yaml:"supervisors"`
+}
+
+// PolicyConfig widens the role policy (DESIGN.md section 3).
+type PolicyConfig struct {
+	GPSummaryRoles  []string `yaml:"gp_summary_roles"`
+	MedicationRoles []string `yaml:"medication_roles"`
+}
+
+// SupervisorConfig names a supervisor certificate by URA or UZI number.
+type SupervisorConfig struct {
+	URA string `yaml:"ura"`
+	UZI string `yaml:"uzi"`
+}
+
+// TLSConfig is the public listener's TLS.
+type TLSConfig struct {
+	Cert     string   `yaml:"cert"`
+	Key      string   `yaml:"key"`
+	ClientCA []string `yaml:"client_ca"`
+	CRL      []string `yaml:"crl"`
+}
+
+// setting is one configuration value: its YAML key, default and help are
+// defined once here; the flag (key with dots and underscores as dashes)
+// and the environment variable (SCHAKELPUNT_ + key in capitals) are
+// derived from it, and so is the README's reference table (a test keeps
+// them in step).
+type setting struct {
+	key  string
+	def  string
+	help string
+	ptr  func(*Config) any
+}
+
+var settings = []setting{
+	{"listen", "127.0.0.1:8443", "public listener (mutual TLS): professionals and source systems", func(c *Config) any { return &c.Listen }},
+	{"admin_listen", "127.0.0.1:8081", "admin listener (plain HTTP, keep it on loopback): /health, /ready, /metrics", func(c *Config) any { return &c.AdminListen }},
+	{"patient_listen", "127.0.0.1:8444", "patient listener (TLS, bearer tokens): /portal and the patient's FHIR API", func(c *Config) any { return &c.PatientListen }},
+	{"data_dir", "./data", "data directory: the embedded database and the development PKI", func(c *Config) any { return &c.DataDir }},
+	{"store", "embedded", "store: embedded (SQLite in the data directory) or mongodb", func(c *Config) any { return &c.Store }},
+	{"mongodb_uri", "", "MongoDB connection string (with store mongodb)", func(c *Config) any { return &c.MongoDBURI }},
+	{"mongodb_database", "schakelpunt", "MongoDB database name", func(c *Config) any { return &c.MongoDBDatabase }},
+	{"demo", "false", "start demo sources with sample patients in-process", func(c *Config) any { return &c.Demo }},
+	{"max_body_bytes", "1048576", "largest request body accepted (413 beyond)", func(c *Config) any { return &c.MaxBodyBytes }},
+	{"public_base_url", "", "absolute base URL for fullUrl and Location (default: https://<Host>/fhir/R4)", func(c *Config) any { return &c.PublicBaseURL }},
+	{"log_level", "info", "log level: debug, info, warn or error", func(c *Config) any { return &c.LogLevel }},
+	{"shutdown_timeout", "30s", "how long requests in flight may take to finish on shutdown", func(c *Config) any { return &c.ShutdownTimeout }},
+	{"tls.cert", "", "server certificate (PEM); empty: a development CA and certificate under DATA/pki", func(c *Config) any { return &c.TLS.Cert }},
+	{"tls.key", "", "server private key (PEM)", func(c *Config) any { return &c.TLS.Key }},
+	{"tls.client_ca", "", "CA certificates whose client certificates may connect (comma-separated files)", func(c *Config) any { return &c.TLS.ClientCA }},
+	{"tls.crl", "", "certificate revocation lists (comma-separated files, reloaded when they change)", func(c *Config) any { return &c.TLS.CRL }},
+	{"policy.gp_summary_roles", "", "role codes (x for any digit) admitted to the GP summary beyond 01.015 and 01.004, e.g. 01.047", func(c *Config) any { return &c.Policy.GPSummaryRoles }},
+	{"policy.medication_roles", "", "role codes admitted to medication beyond the defaults", func(c *Config) any { return &c.Policy.MedicationRoles }},
+}
+
+func (s setting) flagName() string {
+	return strings.NewReplacer(".", "-", "_", "-").Replace(s.key)
+}
+
+func (s setting) envName() string {
+	return "SCHAKELPUNT_" + strings.ToUpper(strings.NewReplacer(".", "_").Replace(s.key))
+}
+
+// set parses v into the setting's field.
+func (s setting) set(c *Config, v string) error {
+	switch p := s.ptr(c).(type) {
+	case *string:
+		*p = v
+	case *bool:
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not true or false", s.key, v)
+		}
+		*p = b
+	case *int64:
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not a whole number", s.key, v)
+		}
+		*p = n
+	case *time.Duration:
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not a duration such as 30s", s.key, v)
+		}
+		*p = d
+	case *[]string:
+		*p = nil
+		for _, part := range strings.Split(v, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				*p = append(*p, part)
+			}
+		}
+	default:
+		return fmt.Errorf("%s: unsupported setting type %T", s.key, p)
+	}
+	return nil
+}
+
+// loadConfig builds the configuration from defaults, the YAML file (from
+// --config or SCHAKELPUNT_CONFIG), the environment and the flags.
+func loadConfig(args []string, getenv func(string) string) (*Config, error) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	configFile := fs.String("config", getenv("SCHAKELPUNT_CONFIG"), "YAML configuration file (env SCHAKELPUNT_CONFIG)")
+	flagged := map[string]*string{}
+	for _, s := range settings {
+		v := new(string)
+		fs.Func(s.flagName(), s.help+" (env "+s.envName()+", default "+strconv.Quote(s.def)+")", func(x string) error { *v = x; return nil })
+		flagged[s.key] = v
+	}
+	var setFlags []string
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	fs.Visit(func(f *flag.Flag) { setFlags = append(setFlags, f.Name) })
+
+	c := &Config{}
+	for _, s := range settings {
+		if err := s.set(c, s.def); err != nil {
+			return nil, err
+		}
+	}
+	if *configFile != "" {
+		f, err := os.Open(*configFile)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(f)
+		dec.KnownFields(true)
+		err = dec.Decode(c)
+		f.Close()
+		if err != nil && !errors.Is(err, io.EOF) { // an empty file sets nothing
+			return nil, fmt.Errorf("config %s: %w", *configFile, err)
+		}
+	}
+	for _, s := range settings {
+		if v := getenv(s.envName()); v != "" {
+			if err := s.set(c, v); err != nil {
+				return nil, fmt.Errorf("environment %s: %w", s.envName(), err)
+			}
+		}
+	}
+	for _, name := range setFlags {
+		for _, s := range settings {
+			if s.flagName() == name {
+				if err := s.set(c, *flagged[s.key]); err != nil {
+					return nil, fmt.Errorf("flag --%s: %w", name, err)
+				}
+			}
+		}
+	}
+	return c, c.check()
+}
+
+// check validates values that parse but make no sense.
+func (c *Config) check() error {
+	switch c.Store {
+	case "embedded":
+	case "mongodb":
+		if c.MongoDBURI == "" {
+			return errors.New("config: store mongodb needs mongodb_uri (--mongodb-uri, SCHAKELPUNT_MONGODB_URI)")
+		}
+	default:
+		return fmt.Errorf("config: store %q is not embedded or mongodb", c.Store)
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return errors.New("config: tls.cert and tls.key go together")
+	}
+	if c.TLS.Cert != "" && len(c.TLS.ClientCA) == 0 {
+		return errors.New("config: with tls.cert configured, tls.client_ca must name the CAs whose clients may connect")
+	}
+	if c.MaxBodyBytes < 1024 {
+		return fmt.Errorf("config: max_body_bytes %d is too small (at least 1024)", c.MaxBodyBytes)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: log_level %q is not debug, info, warn or error", c.LogLevel)
+	}
+	if c.DataDir == "" {
+		return errors.New("config: data_dir is empty")
+	}
+	return nil
+}
+
+// configTable renders the settings as the README's reference rows.
+func configTable() string {
+	var b strings.Builder
+	for _, s := range settings {
+		def := s.def
+		if def == "" {
+			def = "(none)"
+		}
+		fmt.Fprintf(&b, "| `%s` | `--%s` | `%s` | `%s` | %s |\n", s.key, s.flagName(), s.envName(), def, s.help)
+	}
+	return b.String()
+}

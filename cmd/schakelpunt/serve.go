@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/schakelpunt/schakelpunt/access"
+	"github.com/schakelpunt/schakelpunt/audit"
+	"github.com/schakelpunt/schakelpunt/conformance"
+	"github.com/schakelpunt/schakelpunt/fhir"
+	"github.com/schakelpunt/schakelpunt/routing"
+	"github.com/schakelpunt/schakelpunt/store"
+	"github.com/schakelpunt/schakelpunt/store/mongo"
+	"github.com/schakelpunt/schakelpunt/store/sqlite"
+)
+
+func serve(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
+	cfg, err := loadConfig(args, getenv)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	a, err := start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	log.Info("shutting down: finishing requests in flight")
+	return a.shutdown()
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level)) // checked by Config.check
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// app is a running switching point.
+type app struct {
+	log      *slog.Logger
+	cfg      *Config
+	store    store.Store
+	public   *http.Server
+	admin    *http.Server
+	publicLn net.Listener
+	adminLn  net.Listener
+	served   chan error
+	pkiDir   string // the development PKI, when one is in use
+	recorder *audit.Recorder
+}
+
+// PublicAddr and AdminAddr are the bound addresses (useful with port 0).
+func (a *app) PublicAddr() string { return a.publicLn.Addr().String() }
+func (a *app) AdminAddr() string  { return a.adminLn.Addr().String() }
+
+// start opens the store, builds the handlers and starts the listeners.
+func start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *app, err error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	a := &app{log: log, cfg: cfg, served: make(chan error, 2)}
+	defer func() {
+		if err != nil {
+			a.closeAll()
+		}
+	}()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := routing.NewMetrics(reg)
+
+	st, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	a.store = st
+
+	tlsConf, err := a.serverTLS(metrics)
+	if err != nil {
+		return nil, err
+	}
+	codec, err := fhir.NewCodec()
+	if err != nil {
+		return nil, err
+	}
+	policy, err := newPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	auditLog, ok := st.(store.AuditLog)
+	if !ok {
+		return nil, fmt.Errorf("store %s keeps no audit log", cfg.Store)
+	}
+	a.recorder = audit.NewRecorder(auditLog, audit.Options{Logger: log, Observer: "Schakelpunt " + cfg.Listen})
+	handler, err := routing.New(routing.Config{
+		Store:      metrics.InstrumentStore(st),
+		Codec:      codec,
+		Logger:     log,
+		Metrics:    metrics,
+		Policy:     policy,
+		Audit:      a.recorder,
+		MaxBody:    cfg.MaxBodyBytes,
+		PublicBase: cfg.PublicBaseURL,
+		Software:   conformance.Software{Name: "Schakelpunt", Version: version},
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	a.publicLn, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("public listener: %w", err)
+	}
+	a.adminLn, err = net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	a.public = &http.Server{
+		Handler:           handler,
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          errLog,
+	}
+	a.admin = &http.Server{
+		Handler:           routing.Admin(st, reg),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          errLog,
+	}
+	go func() { a.served <- a.public.Serve(tls.NewListener(a.publicLn, tlsConf)) }()
+	go func() { a.served <- a.admin.Serve(a.adminLn) }()
+	log.Info("schakelpunt serving",
+		slog.String("fhir", "https://"+a.PublicAddr()+routing.BasePath),
+		slog.String("admin", "http://"+a.AdminAddr()),
+		slog.String("store", cfg.Store))
+	return a, nil
+}
+
+func openStore(ctx context.Context, cfg *Config, log *slog.Logger) (store.Store, error) {
+	switch cfg.Store {
+	case "mongodb":
+		s, err := mongo.Open(ctx, cfg.MongoDBURI, cfg.MongoDBDatabase, mongo.Options{Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("mongodb store: %w", err)
+		}
+		return s, nil
+	default:
+		s, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "schakelpunt.db"), sqlite.Options{Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("embedded store: %w", err)
+		}
+		return s, nil
+	}
+}
+
+// shutdown lets requests in flight finish, then flushes and closes the
+// store.
+func (a *app) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	if err := a.public.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("public listener: %w", err))
+	}
+	if err := a.admin.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("admin listener: %w", err))
+	}
+	if err := a.recorder.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("audit: %w", err))
+	}
+	if err := a.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("store: %w", err))
+	}
+	a.log.Info("stopped")
+	return errors.Join(errs...)
+}
+
+func (a *app) closeAll() {
+	for _, ln := range []net.Listener{a.publicLn, a.adminLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	if a.recorder != nil {
+		a.recorder.Close()
+	}
+	if a.store != nil {
+		a.store.Close()
+	}
+}
+
+// newPolicy builds the role policy from the configuration.
+func newPolicy(cfg *Config) (*access.Policy, error) {
+	pc := access.PolicyConfig{GPSummaryRoles: cfg.Policy.GPSummaryRoles, MedicationRoles: cfg.Policy.MedicationRoles}
+	for _, s := range cfg.Supervisors {
+		pc.Supervisors = append(pc.Supervisors, access.Supervisor{URA: s.URA, UZI: s.UZI})
+	}
+	pol, err := access.NewPolicy(pc)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return pol, nil
+}

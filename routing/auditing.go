@@ -1,0 +1,102 @@
+package routing
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/schakelpunt/schakelpunt/audit"
+	"github.com/schakelpunt/schakelpunt/fhir"
+)
+
+// AuditRecorder stores an AuditEvent durably; declared here, where it is
+// used (audit.Recorder implements it).
+type AuditRecorder interface {
+	Record(ctx context.Context, ev audit.Event) (string, error)
+}
+
+// heldWriter holds a response back until its AuditEvent is stored: fail
+// closed, nothing leaves before the access is on record.
+type heldWriter struct {
+	gin.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (w *heldWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+}
+func (w *heldWriter) WriteHeaderNow() {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+}
+func (w *heldWriter) Write(b []byte) (int, error) {
+	w.WriteHeaderNow()
+	return w.body.Write(b)
+}
+func (w *heldWriter) WriteString(s string) (int, error) {
+	w.WriteHeaderNow()
+	return w.body.WriteString(s)
+}
+func (w *heldWriter) Status() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}
+func (w *heldWriter) Size() int     { return w.body.Len() }
+func (w *heldWriter) Written() bool { return w.status != 0 }
+func (w *heldWriter) Flush()        {}
+
+// audited records every interaction as one AuditEvent, permitted or not,
+// and only then releases the response. When the record cannot be stored,
+// the client gets 503 and none of the response.
+func (s *server) audited(c *gin.Context) {
+	real := c.Writer
+	held := &heldWriter{ResponseWriter: real}
+	c.Writer = held
+	c.Next()
+	c.Writer = real
+
+	t := trailOf(c)
+	name, _ := c.Get(keyInteraction)
+	interaction, _ := name.(string)
+	ev := audit.Event{
+		Interaction: interaction,
+		Status:      held.Status(),
+		Description: t.description,
+		Agent:       agentOf(c),
+		PatientBSN:  t.patientBSN,
+		Query:       c.Request.Method + " " + c.Request.URL.RequestURI(),
+		Resources:   t.resources,
+		Category:    t.category,
+	}
+	if ev.Status >= 400 && ev.Description == "" {
+		ev.Description = http.StatusText(ev.Status)
+	}
+	if d := t.decision; d != nil {
+		permit := d.Permit
+		ev.Permit, ev.Reasons = &permit, d.Reasons
+	}
+	if _, err := s.audit.Record(c.Request.Context(), ev); err != nil {
+		h := real.Header()
+		for _, k := range []string{"ETag", "Location", "Last-Modified", "Content-Location"} {
+			h.Del(k)
+		}
+		fe := asFHIRError(err)
+		s.log.ErrorContext(c.Request.Context(), "audit record failed: no data released", "err", fe.Err)
+		real.Header().Set("Content-Type", contentTypeFHIR)
+		real.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = real.Write(fhir.OperationOutcome(fe.Issues...))
+		return
+	}
+	real.WriteHeader(held.Status())
+	if held.body.Len() > 0 {
+		_, _ = real.Write(held.body.Bytes())
+	}
+}

@@ -1,0 +1,212 @@
+package routing
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/schakelpunt/schakelpunt/access"
+	"github.com/schakelpunt/schakelpunt/audit"
+	"github.com/schakelpunt/schakelpunt/fhir"
+	"github.com/schakelpunt/schakelpunt/store"
+)
+
+// trail is what one request learns about itself on its way through the
+// edge: who asks, what the policy said, which patient and resources it
+// touched. The audit middleware turns it into the AuditEvent.
+type trail struct {
+	principal   access.Principal
+	identified  bool
+	identityErr error
+	decision    *access.Decision
+	patientBSN  string
+	resources   []string
+	category    string
+	description string
+}
+
+const keyTrail = "trail"
+
+func trailOf(c *gin.Context) *trail {
+	if v, ok := c.Get(keyTrail); ok {
+		return v.(*trail)
+	}
+	t := &trail{}
+	c.Set(keyTrail, t)
+	return t
+}
+
+// identify reads the UZI identity of the client certificate. Identity
+// comes from the certificate only, never from a header.
+func (s *server) identify(c *gin.Context) {
+	t := trailOf(c)
+	p, err := access.PrincipalFromTLS(c.Request.TLS)
+	if err != nil {
+		t.identityErr = err
+	} else {
+		t.principal, t.identified = p, true
+	}
+	c.Next()
+}
+
+// authorize asks the policy whether the principal may do action; a
+// denial answers 403 and stops the request. For the access log, a
+// principal that may read everything gets ReadAuditAll.
+func (s *server) authorize(action access.Action) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		t := trailOf(c)
+		a := action
+		if a == access.ReadAuditOwn && s.policy.Decide(t.principal, access.ReadAuditAll).Permit {
+			a = access.ReadAuditAll
+		}
+		d := s.policy.Decide(t.principal, a)
+		t.decision = &d
+		if !d.Permit {
+			if !t.identified && a != access.ReadMetadata {
+				s.fail(c, fhir.Errorf(fhir.KindForbidden, "security", "no valid UZI identity in the client certificate").Wrap(t.identityErr))
+			} else {
+				s.fail(c, d.Err())
+			}
+			c.Abort()
+			return
+		}
+		c.Next()
+	}
+}
+
+// decisionOf returns the request's policy decision.
+func decisionOf(c *gin.Context) access.Decision {
+	if d := trailOf(c).decision; d != nil {
+		return *d
+	}
+	return access.Decision{}
+}
+
+// scopeClauses narrows a search to what the decision's scope allows.
+func scopeClauses(c *gin.Context, typ string) []fhir.Clause {
+	t := trailOf(c)
+	switch decisionOf(c).Scope {
+	case access.ScopeOwnOrganisation:
+		return []fhir.Clause{{Param: "organization", Strings: []string{fhir.TermRefIdentifier("organization", fhir.SystemURA, t.principal.URA)}}}
+	case access.ScopeOwnEvents:
+		sys, _ := agentSystem(t.principal)
+		return []fhir.Clause{{Param: "agent", Strings: []string{fhir.TermRefIdentifier("agent", sys, t.principal.UZINumber)}}}
+	}
+	return nil
+}
+
+func agentSystem(p access.Principal) (string, bool) {
+	if p.CardType == access.CardServer {
+		return fhir.SystemUZISystem, true
+	}
+	return fhir.SystemUZIPerson, true
+}
+
+// inScope reports whether a stored resource is within the decision's
+// scope (its own organisation's, or the principal's own events). Resources
+// out of scope are answered as not found: a requester does not learn that
+// they exist.
+func inScope(c *gin.Context, r store.Resource) bool {
+	clauses := scopeClauses(c, r.Type)
+	if len(clauses) == 0 || r.Deleted {
+		return true
+	}
+	return store.Matches(clauses, termsOf(r.Type, r.Body))
+}
+
+func termsOf(typ string, body []byte) fhir.Terms {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var doc map[string]any
+	if dec.Decode(&doc) != nil {
+		return fhir.Terms{}
+	}
+	return fhir.ExtractTerms(typ, doc)
+}
+
+// ownOrganisation checks that a resource to be written names the
+// principal's own organisation (Patient.managingOrganization,
+// Consent.organization) when the decision's scope requires it.
+func ownOrganisation(c *gin.Context, typ string, terms fhir.Terms) error {
+	if decisionOf(c).Scope != access.ScopeOwnOrganisation {
+		return nil
+	}
+	t := trailOf(c)
+	want := fhir.TermRefIdentifier("organization", fhir.SystemURA, t.principal.URA)
+	for _, s := range terms.Strings {
+		if s == want {
+			return nil
+		}
+	}
+	d := access.RequireOwnOrganisation(t.principal, organisationOf(terms))
+	t.decision = &d
+	expr := typ + ".organization"
+	if typ == "Patient" {
+		expr = "Patient.managingOrganization"
+	}
+	return d.Err().(*fhir.Error).At(expr)
+}
+
+// organisationOf is the first URA a resource's organization terms name.
+func organisationOf(terms fhir.Terms) string {
+	prefix := fhir.TermRefIdentifier("organization", fhir.SystemURA, "")
+	for _, s := range terms.Strings {
+		if strings.HasPrefix(s, prefix) {
+			return strings.TrimPrefix(s, prefix)
+		}
+	}
+	return ""
+}
+
+// notePatient records the BSN a resource is about, for the AuditEvent.
+func notePatient(c *gin.Context, typ string, terms fhir.Terms) {
+	param := "patient"
+	if typ == "Patient" {
+		param = "identifier"
+	}
+	var prefix string
+	if typ == "Patient" {
+		prefix = fhir.TermSystemCode(param, fhir.SystemBSN, "")
+	} else {
+		prefix = fhir.TermRefIdentifier(param, fhir.SystemBSN, "")
+	}
+	for _, s := range terms.Strings {
+		if strings.HasPrefix(s, prefix) {
+			trailOf(c).patientBSN = strings.TrimPrefix(s, prefix)
+			return
+		}
+	}
+}
+
+// notePatientInQuery records a BSN named in search parameters.
+func notePatientInQuery(c *gin.Context, params []fhir.Param) {
+	for _, p := range params {
+		for _, v := range strings.Split(p.Value, ",") {
+			if bsn, ok := strings.CutPrefix(v, fhir.SystemBSN+"|"); ok {
+				trailOf(c).patientBSN = bsn
+				return
+			}
+		}
+	}
+}
+
+// agentOf is the AuditEvent agent of the request.
+func agentOf(c *gin.Context) *audit.Agent {
+	t := trailOf(c)
+	if !t.identified {
+		return &audit.Agent{Address: clientIP(c.Request)}
+	}
+	p := t.principal
+	return &audit.Agent{UZINumber: p.UZINumber, CardType: string(p.CardType), Role: p.Role, URA: p.URA, AGB: p.AGB, Name: p.Subject, Address: clientIP(c.Request)}
+}
+
+func clientIP(r *http.Request) string {
+	host := r.RemoteAddr
+	if i := strings.LastIndex(host, ":"); i >= 0 {
+		host = host[:i]
+	}
+	return strings.Trim(host, "[]")
+}
