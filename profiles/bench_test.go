@@ -1,0 +1,77 @@
+package profiles
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+)
+
+// The benchmarks validate MedicationDispenses: "typical" the size a
+// pharmacy system returns (testdata/md-valid.json, 1.6 kB: coded medication,
+// subject, performer, quantities, a dosage instruction) and "minimal" with
+// only what our profile asks for (testdata/md-minimal.json, 0.5 kB). Run
+// them on one core:
+//
+//	go test -run '^$' -bench . -cpu 1 ./profiles/
+//
+// resources/s is per core.
+var benchFixtures = []struct{ name, file string }{
+	{"typical", "md-valid.json"},
+	{"minimal", "md-minimal.json"},
+}
+
+func benchValidate(b *testing.B, profileURL string) {
+	v := MustNewValidator(b)
+	ctx := context.Background()
+	for _, f := range benchFixtures {
+		b.Run(f.name, func(b *testing.B) {
+			var doc map[string]any
+			if err := json.Unmarshal(mustRead(b, f.file), &doc); err != nil {
+				b.Fatal(err)
+			}
+			delete(doc, "meta") // the profile, if any, comes from profileURL
+			body, err := json.Marshal(doc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if issues := v.Validate(ctx, body, profileURL); len(issues) > 0 {
+				b.Fatalf("fixture does not validate: %+v", issues)
+			}
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if issues := v.Validate(ctx, body, profileURL); len(issues) > 0 {
+					b.Fatal(issues)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "resources/s")
+		})
+	}
+}
+
+// BenchmarkValidateBase is base R4 validation (codec) and the Go checks.
+func BenchmarkValidateBase(b *testing.B) { benchValidate(b, "") }
+
+// BenchmarkValidateProfile adds our MedicationDispense profile.
+func BenchmarkValidateProfile(b *testing.B) { benchValidate(b, ProfileMedicationDispense) }
+
+// BenchmarkProfileOnly is the profile's own cost over an already decoded
+// resource: the compiled schema and the Go checks.
+func BenchmarkProfileOnly(b *testing.B) {
+	v := MustNewValidator(b)
+	p := v.lookup(ProfileMedicationDispense)
+	for _, f := range benchFixtures {
+		b.Run(f.name, func(b *testing.B) {
+			doc := decodeAny(b, string(mustRead(b, f.file))).(map[string]any)
+			b.ReportAllocs()
+			for b.Loop() {
+				if issues := v.schemaIssues(p.schema, doc, "MedicationDispense", "", nil); len(issues) > 0 {
+					b.Fatal(issues)
+				}
+				if issues := invariants(doc, "MedicationDispense"); len(issues) > 0 {
+					b.Fatal(issues)
+				}
+			}
+		})
+	}
+}
