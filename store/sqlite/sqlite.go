@@ -1,0 +1,413 @@
+// Package sqlite is the embedded store on SQLite in pure Go
+// (modernc.org/sqlite): one database file in WAL mode with
+// synchronous=FULL, so that a write is acknowledged only once it is on
+// disk.
+//
+// All writes go through one writer goroutine that commits them in groups:
+// it drains the queue of pending writes, applies up to Options.BatchSize
+// of them in one transaction (each in its own savepoint, so that one
+// failing write does not abort the others), commits once (one fsync) and
+// then answers each waiter. Reads use a separate pool of connections and
+// never wait for the writer.
+//
+// Schema (version 1):
+//
+//	versions (updated PK, type, id, version, deleted, body, terms)  every version; UNIQUE(type, id, version), index (type, updated)
+//	current  (type, id PK, version, updated, deleted, lu_lo, lu_hi) the newest version of each resource; index (type, updated, id)
+//	terms    (type, term, id PK)                                    string terms of current, not deleted versions
+//	dates    (type, param, lo, hi, id PK)                           date terms of the same; indexes (type, id, param, lo), (type, param, hi)
+//	sortkeys (type, param, key, id PK), sortparams (type, param PK)  sort keys by date parameter (see sortkeys.go)
+//
+// Times are Unix microseconds. lastUpdated is unique and increasing across
+// the store, so it keys versions and orders history. Open date ranges keep
+// fhir.MinTime and fhir.MaxTime as stored integers; every comparison is
+// exact. Two kinds of terms every version has are kept out of the term
+// tables: _lastUpdated (lu_lo, lu_hi in current) and _id (the id itself).
+// versions.terms lists the string terms a version put in the terms table,
+// so that the next version can take them out.
+//
+// A search is one SQL query, keyset-paged on (sort key, id). Each clause
+// is a test on current (EXISTS on terms or dates, exact after
+// fhir.DateCond.Match), except that the rarest clause, found by counting
+// its index rows up to a limit, drives the query. Without a rare clause
+// the query walks an index in sort order and stops at the page's end.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/schakelpunt/schakelpunt/store"
+)
+
+// Options tune the store; the zero value is a sensible default.
+type Options struct {
+	// Logger receives operational messages; nil discards them.
+	Logger *slog.Logger
+	// ReadConns is the size of the read pool (default 4).
+	ReadConns int
+	// BatchSize is the most writes committed in one transaction
+	// (default 256).
+	BatchSize int
+	// QueueSize is how many writes may wait for the writer before callers
+	// block (default 4 × BatchSize).
+	QueueSize int
+	// BusyTimeout is how long a connection waits for a lock
+	// (default 5s).
+	BusyTimeout time.Duration
+	// Now is the clock (default time.Now). The store keeps lastUpdated
+	// strictly increasing whatever the clock does.
+	Now func() time.Time
+}
+
+const schemaVersion = 1
+
+// Defaults of Options.
+const (
+	DefaultReadConns   = 4
+	DefaultBatchSize   = 256
+	DefaultBusyTimeout = 5 * time.Second
+)
+
+var _ store.Store = (*Store)(nil)
+
+// Store is the embedded store. It is safe for concurrent use.
+type Store struct {
+	log  *slog.Logger
+	path string
+	now  func() time.Time
+
+	// Writer side: one connection, owned by the writer goroutine.
+	wdb     *sql.DB
+	wconn   *sql.Conn
+	wst     writeStmts
+	queue   chan *op
+	batch   int
+	stopped chan struct{}
+	last    int64 // last assigned lastUpdated (µs); writer goroutine only
+	wargs   []any // argument buffer; writer goroutine only
+
+	// Sort keys (see sortkeys.go); writer goroutine only.
+	sortParams map[string][]string // type → its date parameters
+	listed     map[[2]string]bool  // (type, param) with complete keys; nil: reload
+
+	// mu guards closed against submissions racing with Close: submitters
+	// hold it shared while they enqueue, Close holds it exclusively.
+	mu        sync.RWMutex
+	closed    bool
+	isClosed  atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+
+	// Reader side.
+	rdb     *sql.DB
+	rst     readStmts
+	rlisted sortListed
+
+	// Search tuning; tests change it to run every plan.
+	driveLimit int  // see plan
+	noSortKeys bool // never walk sortkeys
+
+	stmtMu sync.Mutex
+	stmts  map[string]*sql.Stmt // prepared search statements by SQL text
+}
+
+// Open opens (creating if needed) the database at path.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	if path == "" || strings.ContainsRune(path, '?') {
+		return nil, fmt.Errorf("sqlite: invalid database path %q", path)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.ReadConns <= 0 {
+		opts.ReadConns = DefaultReadConns
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = DefaultBatchSize
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = 4 * opts.BatchSize
+	}
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = DefaultBusyTimeout
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Store{
+		log:     opts.Logger.With("store", "sqlite"),
+		path:    path,
+		now:     opts.Now,
+		batch:   opts.BatchSize,
+		queue:   make(chan *op, opts.QueueSize),
+		stopped: make(chan struct{}),
+		stmts:   map[string]*sql.Stmt{},
+
+		sortParams: map[string][]string{},
+		driveLimit: driveLimit,
+	}
+	if err := s.openWriter(ctx, opts); err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	if err := s.openReaders(ctx, opts); err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	go s.run()
+	s.log.Info("store opened", "path", path)
+	return s, nil
+}
+
+func dsn(path string, busy time.Duration, pragmas ...string) string {
+	var b strings.Builder
+	b.WriteString(path)
+	fmt.Fprintf(&b, "?_pragma=busy_timeout(%d)", busy.Milliseconds())
+	for _, p := range pragmas {
+		b.WriteString("&_pragma=")
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+func (s *Store) openWriter(ctx context.Context, opts Options) error {
+	db, err := sql.Open("sqlite", dsn(s.path, opts.BusyTimeout,
+		"journal_mode(WAL)", "synchronous(FULL)", "temp_store(MEMORY)", "cache_size(-16384)"))
+	if err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", s.path, err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	s.wdb = db
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", s.path, err)
+	}
+	s.wconn = conn
+	var mode string
+	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("sqlite: journal mode: %w", err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("sqlite: journal mode is %q, want wal", mode)
+	}
+	if err := migrate(ctx, conn); err != nil {
+		return err
+	}
+	if err := conn.QueryRowContext(ctx, "SELECT COALESCE(MAX(updated), 0) FROM versions").Scan(&s.last); err != nil {
+		return fmt.Errorf("sqlite: last update: %w", err)
+	}
+	return s.wst.prepare(ctx, conn)
+}
+
+func (s *Store) openReaders(ctx context.Context, opts Options) error {
+	db, err := sql.Open("sqlite", dsn(s.path, opts.BusyTimeout,
+		"query_only(1)", "temp_store(MEMORY)", "cache_size(-16384)"))
+	if err != nil {
+		return fmt.Errorf("sqlite: open readers: %w", err)
+	}
+	db.SetMaxOpenConns(opts.ReadConns)
+	db.SetMaxIdleConns(opts.ReadConns)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	s.rdb = db
+	if err := db.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: open readers: %w", err)
+	}
+	if err := s.rst.prepare(ctx, db); err != nil {
+		return err
+	}
+	s.rlisted = sortListed{st: s.rst.listed, listed: map[[2]string]bool{}}
+	return nil
+}
+
+var schema = []string{
+	// Every version. updated is unique and increasing (the writer makes it
+	// so), which makes it the row's key and the order of history.
+	`CREATE TABLE versions (
+		updated INTEGER PRIMARY KEY,
+		type    TEXT    NOT NULL,
+		id      TEXT    NOT NULL,
+		version INTEGER NOT NULL,
+		deleted INTEGER NOT NULL,
+		body    BLOB,
+		terms   BLOB,
+		UNIQUE (type, id, version)
+	)`,
+	`CREATE INDEX versions_type ON versions (type, updated)`,
+	// The newest version of each resource, with its _lastUpdated term.
+	`CREATE TABLE current (
+		type    TEXT    NOT NULL,
+		id      TEXT    NOT NULL,
+		version INTEGER NOT NULL,
+		updated INTEGER NOT NULL,
+		deleted INTEGER NOT NULL,
+		lu_lo   INTEGER NOT NULL,
+		lu_hi   INTEGER NOT NULL,
+		PRIMARY KEY (type, id)
+	) WITHOUT ROWID`,
+	`CREATE INDEX current_updated ON current (type, updated, id)`,
+	// String and date terms of current, not deleted versions.
+	`CREATE TABLE terms (
+		type TEXT NOT NULL,
+		term TEXT NOT NULL,
+		id   TEXT NOT NULL,
+		PRIMARY KEY (type, term, id)
+	) WITHOUT ROWID`,
+	`CREATE TABLE dates (
+		type  TEXT    NOT NULL,
+		param TEXT    NOT NULL,
+		lo    INTEGER NOT NULL,
+		hi    INTEGER NOT NULL,
+		id    TEXT    NOT NULL,
+		PRIMARY KEY (type, param, lo, hi, id)
+	) WITHOUT ROWID`,
+	`CREATE INDEX dates_id ON dates (type, id, param, lo)`,
+	`CREATE INDEX dates_hi ON dates (type, param, hi)`,
+	// The sort key of every current, not deleted resource for every date
+	// parameter of its type listed in sortparams (see sortkeys.go).
+	`CREATE TABLE sortkeys (
+		type  TEXT    NOT NULL,
+		param TEXT    NOT NULL,
+		key   INTEGER NOT NULL,
+		id    TEXT    NOT NULL,
+		PRIMARY KEY (type, param, key, id)
+	) WITHOUT ROWID`,
+	`CREATE TABLE sortparams (
+		type  TEXT NOT NULL,
+		param TEXT NOT NULL,
+		PRIMARY KEY (type, param)
+	) WITHOUT ROWID`,
+}
+
+// migrate creates the schema in a new database and refuses one written by
+// a newer release.
+func migrate(ctx context.Context, conn *sql.Conn) error {
+	var v int
+	if err := conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("sqlite: schema version: %w", err)
+	}
+	switch {
+	case v == schemaVersion:
+		return nil
+	case v > schemaVersion:
+		return fmt.Errorf("sqlite: database schema version %d is newer than this release (%d)", v, schemaVersion)
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("sqlite: create schema: %w", err)
+	}
+	for _, stmt := range append(schema, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)) {
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+			return fmt.Errorf("sqlite: create schema: %w", err)
+		}
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+		return fmt.Errorf("sqlite: create schema: %w", err)
+	}
+	return nil
+}
+
+// Path is the database file.
+func (s *Store) Path() string { return s.path }
+
+// Ping reports whether the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.isClosed.Load() {
+		return store.ErrClosed
+	}
+	var one int
+	if err := s.rst.ping.QueryRowContext(ctx).Scan(&one); err != nil {
+		return s.readErr("ping", err)
+	}
+	return nil
+}
+
+// Close waits for queued writes to commit, checkpoints the WAL into the
+// database file and closes it. Later calls return the first result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.isClosed.Store(true)
+		close(s.queue)
+		s.mu.Unlock()
+		<-s.stopped
+
+		var errs []error
+		ctx := context.Background()
+		if _, err := s.wconn.ExecContext(ctx, "PRAGMA optimize"); err != nil {
+			errs = append(errs, fmt.Errorf("sqlite: optimize: %w", err))
+		}
+		s.stmtMu.Lock()
+		for _, st := range s.stmts {
+			st.Close()
+		}
+		s.stmts = nil
+		s.stmtMu.Unlock()
+		s.rst.close()
+		if err := s.rdb.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("sqlite: close readers: %w", err))
+		}
+		if _, err := s.wconn.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+			errs = append(errs, fmt.Errorf("sqlite: checkpoint: %w", err))
+		}
+		s.wst.close()
+		if err := s.wconn.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("sqlite: close writer: %w", err))
+		}
+		if err := s.wdb.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("sqlite: close writer: %w", err))
+		}
+		s.closeErr = errors.Join(errs...)
+		s.log.Info("store closed", "path", s.path)
+	})
+	return s.closeErr
+}
+
+// closeDBs closes what a failed Open opened.
+func (s *Store) closeDBs() error {
+	var errs []error
+	if s.rdb != nil {
+		if err := s.rdb.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("sqlite: close readers: %w", err))
+		}
+	}
+	if s.wconn != nil {
+		if err := s.wconn.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("sqlite: close writer: %w", err))
+		}
+	}
+	if s.wdb != nil {
+		if err := s.wdb.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("sqlite: close writer: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// readErr wraps an error of the read side, reporting ErrClosed when the
+// store was closed underneath the call.
+func (s *Store) readErr(what string, err error) error {
+	if s.isClosed.Load() {
+		return fmt.Errorf("sqlite: %s: %w", what, store.ErrClosed)
+	}
+	return fmt.Errorf("sqlite: %s: %w", what, err)
+}
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
