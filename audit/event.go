@@ -45,6 +45,7 @@ type Agent struct {
 	Name      string // certificate subject
 	BSN       string // a patient acting for themselves
 	Address   string // network address
+	System    string // the switching point itself (a background job)
 }
 
 // Source is one source system asked in a federated query.
@@ -269,6 +270,13 @@ func (e *Event) build() auditEvent {
 
 func (e *Event) agents() []agent {
 	a := e.Agent
+	if a != nil && a.System != "" {
+		return []agent{{
+			Type:      &concept{Coding: []coding{{System: "http://dicom.nema.org/resources/ontology/DCM", Code: "110150", Display: "Application"}}},
+			Who:       reference{Display: a.System},
+			Requestor: true,
+		}}
+	}
 	if a == nil || (a.UZINumber == "" && a.BSN == "") {
 		addr := ""
 		if a != nil {

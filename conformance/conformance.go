@@ -45,9 +45,6 @@ type Resource struct {
 	ConditionalUpdate bool
 	ConditionalDelete bool
 	Operations        []Operation
-	// Profile is the base profile; SupportedProfiles our own (profiles
-	// package) that apply to this type.
-	SupportedProfiles []string
 }
 
 // Has reports whether the type supports interaction i.
@@ -63,12 +60,18 @@ func (r Resource) Has(i Interaction) bool {
 // SearchParams are the type's search parameters (fhir's definitions).
 func (r Resource) SearchParams() []fhir.SearchParam { return fhir.SearchParams(r.Type) }
 
-var crud = []Interaction{Read, VRead, Update, Delete, HistoryInstance, HistoryType, Create, SearchType}
+var (
+	crud     = []Interaction{Read, VRead, Update, Delete, HistoryInstance, HistoryType, Create, SearchType}
+	registry = []Interaction{Read, VRead, HistoryInstance, HistoryType, SearchType}
+)
+
+// validate is the $validate operation, on every type.
+var validate = Operation{Name: "validate", Definition: "http://hl7.org/fhir/OperationDefinition/Resource-validate", Type: true, Instance: true}
 
 // Table is the interaction table of the API (DESIGN.md section 2), in the
 // order the CapabilityStatement lists it.
 func Table() []Resource {
-	return []Resource{
+	rows := []Resource{
 		{
 			Type:          "AuditEvent",
 			Documentation: "The access log. Written by the server only; clients read and search.",
@@ -81,16 +84,19 @@ func Table() []Resource {
 			ConditionalCreate: true, ConditionalUpdate: true, ConditionalDelete: true,
 		},
 		{
-			Type:              "Endpoint",
-			Documentation:     "Where the source systems are reached.",
-			Interactions:      crud,
-			ConditionalCreate: true, ConditionalUpdate: true, ConditionalDelete: true,
+			Type:          "Endpoint",
+			Documentation: "Where the source systems are reached. Maintained by the operator through configuration.",
+			Interactions:  registry,
 		},
 		{
-			Type:              "Organization",
-			Documentation:     "The registry of source organisations.",
-			Interactions:      crud,
-			ConditionalCreate: true, ConditionalUpdate: true, ConditionalDelete: true,
+			Type:          "Organization",
+			Documentation: "The registry of source organisations. Maintained by the operator through configuration.",
+			Interactions:  registry,
+		},
+		{
+			Type:          "StructureDefinition",
+			Documentation: "Schakelpunt's own profiles (read-only).",
+			Interactions:  []Interaction{Read, SearchType},
 		},
 		{
 			Type:              "Patient",
@@ -99,6 +105,10 @@ func Table() []Resource {
 			ConditionalCreate: true, ConditionalUpdate: true, ConditionalDelete: true,
 		},
 	}
+	for i := range rows {
+		rows[i].Operations = append(rows[i].Operations, validate)
+	}
+	return rows
 }
 
 // Lookup returns the row of a resource type.
@@ -118,7 +128,8 @@ type Software struct {
 
 // CapabilityStatement renders the table as an R4 CapabilityStatement for
 // the server at base.
-func CapabilityStatement(base string, sw Software, published time.Time) ([]byte, error) {
+// supported lists our profiles per resource type (canonical|version).
+func CapabilityStatement(base string, sw Software, published time.Time, supported map[string][]string) ([]byte, error) {
 	type code struct {
 		Code string `json:"code"`
 	}
@@ -152,7 +163,7 @@ func CapabilityStatement(base string, sw Software, published time.Time) ([]byte,
 		res := resource{
 			Type:              r.Type,
 			Profile:           "http://hl7.org/fhir/StructureDefinition/" + r.Type,
-			SupportedProfile:  r.SupportedProfiles,
+			SupportedProfile:  supported[r.Type],
 			Documentation:     r.Documentation,
 			Versioning:        "versioned-update",
 			ReadHistory:       r.Has(VRead),

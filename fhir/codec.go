@@ -145,22 +145,31 @@ func parseError(rt string, err error) error {
 		if v.Kind() != reflect.Struct {
 			return
 		}
-		path, details := "", ""
+		path, details, diag := "", "", ""
 		if f := v.FieldByName("Path"); f.IsValid() && f.Kind() == reflect.String {
 			path = f.String()
 		}
 		if f := v.FieldByName("Details"); f.IsValid() && f.Kind() == reflect.String {
 			details = f.String()
 		}
+		if f := v.FieldByName("Diagnostics"); f.IsValid() && f.Kind() == reflect.String {
+			diag = f.String()
+		}
 		if details == "" {
 			return
 		}
-		is := Issue{Severity: "error", Code: "structure", Diagnostics: details}
-		if strings.Contains(details, "invalid") && !strings.Contains(details, "unknown field") {
-			is.Code = "value"
+		// An unknown element is a structure error at that element (its
+		// name is in Diagnostics); anything else is a bad value.
+		is := Issue{Severity: "error", Code: "value", Diagnostics: details}
+		if details == "unknown field" {
+			is.Code = "structure"
+			if name, err := strconv.Unquote(diag); err == nil && name != "" {
+				is.Diagnostics = "unknown element " + strconv.Quote(name)
+				path = strings.TrimSuffix(path, ".") + "." + name
+			}
 		}
 		if path != "" {
-			is.Expression = []string{normalisePath(rt, path)}
+			is.Expression = []string{normalisePath(rt, strings.TrimPrefix(path, "."))}
 		}
 		issues = append(issues, is)
 	}

@@ -130,6 +130,13 @@ func (s *Search) add(p Param, lenient bool) error {
 	c := Clause{Param: def.Code}
 	values := splitValues(p.Value)
 	switch def.Type {
+	case TypeURI:
+		if modifier != "" || chain != "" {
+			return Errorf(KindInvalid, "not-supported", "modifier or chain on %q is not supported", p.Name).At(p.Name)
+		}
+		for _, v := range values {
+			c.Strings = append(c.Strings, TermCode(def.Code, v))
+		}
 	case TypeToken:
 		if modifier != "" || chain != "" {
 			return Errorf(KindInvalid, "not-supported", "modifier or chain on %q is not supported", p.Name).At(p.Name)

@@ -10,6 +10,7 @@ const (
 	TypeToken     ParamType = "token"
 	TypeReference ParamType = "reference"
 	TypeDate      ParamType = "date"
+	TypeURI       ParamType = "uri" // indexed and matched like a token code
 )
 
 // SearchParam defines one search parameter after its R4 SearchParameter
@@ -75,6 +76,11 @@ var typeParams = map[string][]SearchParam{
 		{Code: "active", Type: TypeToken, URL: r4 + "Organization-active", Expression: "Organization.active", Description: "Is the Organization record active", Paths: []string{"active"}},
 		{Code: "type", Type: TypeToken, URL: r4 + "Organization-type", Expression: "Organization.type", Description: "A code for the type of organization", Paths: []string{"type"}},
 		{Code: "endpoint", Type: TypeReference, URL: r4 + "Organization-endpoint", Expression: "Organization.endpoint", Description: "Technical endpoints providing access to services operated for the organization", Paths: []string{"endpoint"}, Targets: []string{"Endpoint"}},
+	},
+	"StructureDefinition": {
+		{Code: "url", Type: TypeURI, URL: r4 + "conformance-url", Expression: "StructureDefinition.url", Description: "The uri that identifies the structure definition", Paths: []string{"url"}},
+		{Code: "type", Type: TypeToken, URL: r4 + "StructureDefinition-type", Expression: "StructureDefinition.type", Description: "Type defined or constrained by this structure", Paths: []string{"type"}},
+		{Code: "version", Type: TypeToken, URL: r4 + "conformance-version", Expression: "StructureDefinition.version", Description: "The business version of the structure definition", Paths: []string{"version"}},
 	},
 	"Endpoint": {
 		{Code: "identifier", Type: TypeToken, URL: r4 + "Endpoint-identifier", Expression: "Endpoint.identifier", Description: "Identifies this endpoint across multiple systems", Paths: []string{"identifier"}},

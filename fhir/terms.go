@@ -85,7 +85,7 @@ func ExtractTerms(resourceType string, doc map[string]any) Terms {
 		for _, path := range p.Paths {
 			for _, v := range walk(doc, strings.Split(path, ".")) {
 				switch p.Type {
-				case TypeToken:
+				case TypeToken, TypeURI:
 					tokenTerms(p.Code, v, add)
 				case TypeReference:
 					referenceTerms(p, v, add)

@@ -59,16 +59,43 @@ func (w *heldWriter) Flush()        {}
 func (s *server) audited(c *gin.Context) {
 	real := c.Writer
 	held := &heldWriter{ResponseWriter: real}
+	t := trailOf(c)
+	t.realWriter = real
 	c.Writer = held
 	c.Next()
 	c.Writer = real
+	if t.recorded { // a streamed answer, recorded before it started
+		return
+	}
+	if err := s.recordNow(c, held.Status()); err != nil {
+		h := real.Header()
+		for _, k := range []string{"ETag", "Location", "Last-Modified", "Content-Location"} {
+			h.Del(k)
+		}
+		fe := asFHIRError(err)
+		s.log.ErrorContext(c.Request.Context(), "audit record failed: no data released", "err", fe.Err)
+		h.Set("Content-Type", contentTypeFHIR)
+		real.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = real.Write(fhir.OperationOutcome(fe.Issues...))
+		return
+	}
+	real.WriteHeader(held.Status())
+	if held.body.Len() > 0 {
+		_, _ = real.Write(held.body.Bytes())
+	}
+}
 
+// recordNow stores the request's AuditEvent with the given status.
+func (s *server) recordNow(c *gin.Context, status int) error {
 	t := trailOf(c)
+	if t.patientBSN == "" {
+		notePatientInQuery(c, paramsOf(c.Request.URL.Query()))
+	}
 	name, _ := c.Get(keyInteraction)
 	interaction, _ := name.(string)
 	ev := audit.Event{
 		Interaction: interaction,
-		Status:      held.Status(),
+		Status:      status,
 		Description: t.description,
 		Agent:       agentOf(c),
 		PatientBSN:  t.patientBSN,
@@ -83,20 +110,6 @@ func (s *server) audited(c *gin.Context) {
 		permit := d.Permit
 		ev.Permit, ev.Reasons = &permit, d.Reasons
 	}
-	if _, err := s.audit.Record(c.Request.Context(), ev); err != nil {
-		h := real.Header()
-		for _, k := range []string{"ETag", "Location", "Last-Modified", "Content-Location"} {
-			h.Del(k)
-		}
-		fe := asFHIRError(err)
-		s.log.ErrorContext(c.Request.Context(), "audit record failed: no data released", "err", fe.Err)
-		real.Header().Set("Content-Type", contentTypeFHIR)
-		real.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = real.Write(fhir.OperationOutcome(fe.Issues...))
-		return
-	}
-	real.WriteHeader(held.Status())
-	if held.body.Len() > 0 {
-		_, _ = real.Write(held.body.Bytes())
-	}
+	_, err := s.audit.Record(c.Request.Context(), ev)
+	return err
 }

@@ -3,6 +3,7 @@ package routing
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -64,7 +65,13 @@ func (s *server) parse(c *gin.Context, t string) (*fhir.Resource, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.codec.Parse(body, t)
+	var head struct {
+		ResourceType string `json:"resourceType"`
+	}
+	if json.Unmarshal(body, &head) == nil && head.ResourceType != "" && head.ResourceType != t {
+		return nil, fhir.Errorf(fhir.KindInvalid, "invalid", "expected a %s resource, got %s", t, head.ResourceType).At("resourceType")
+	}
+	res, err := s.validator.Check(c.Request.Context(), body, s.validator.ProfileFor(t))
 	if err != nil {
 		return nil, err
 	}
@@ -72,17 +79,6 @@ func (s *server) parse(c *gin.Context, t string) (*fhir.Resource, error) {
 	notePatient(c, t, terms)
 	if err := ownOrganisation(c, t, terms); err != nil {
 		return nil, err
-	}
-	if s.validator != nil {
-		var errs []fhir.Issue
-		for _, is := range s.validator.ValidateWrite(c.Request.Context(), res) {
-			if is.Severity == "error" || is.Severity == "fatal" {
-				errs = append(errs, is)
-			}
-		}
-		if len(errs) > 0 {
-			return nil, &fhir.Error{Kind: fhir.KindUnprocessable, Issues: errs}
-		}
 	}
 	return res, nil
 }

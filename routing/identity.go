@@ -26,6 +26,10 @@ type trail struct {
 	resources   []string
 	category    string
 	description string
+	// recorded is set when the AuditEvent was stored before a streamed
+	// answer; realWriter is the unheld writer for such answers.
+	recorded   bool
+	realWriter gin.ResponseWriter
 }
 
 const keyTrail = "trail"

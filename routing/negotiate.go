@@ -15,6 +15,10 @@ import (
 
 const contentTypeFHIR = "application/fhir+json; charset=utf-8"
 
+// ndjsonTypes are accepted as _format where NDJSON is offered (searches
+// and export files).
+var ndjsonTypes = map[string]bool{"application/fhir+ndjson": true, "application/ndjson": true, "ndjson": true}
+
 var jsonTypes = map[string]bool{
 	"application/fhir+json": true,
 	"application/json":      true,
@@ -28,7 +32,7 @@ func (s *server) negotiate(c *gin.Context) {
 	r := c.Request
 	if f := r.URL.Query().Get("_format"); f != "" {
 		mt, _, _ := mime.ParseMediaType(f)
-		if !jsonTypes[strings.ToLower(f)] && !jsonTypes[mt] {
+		if !jsonTypes[strings.ToLower(f)] && !jsonTypes[mt] && !ndjsonTypes[mt] {
 			s.fail(c, fhir.Errorf(fhir.KindNotAcceptable, "not-supported", "_format %q is not supported: this server speaks JSON only", f).At("_format"))
 			c.Abort()
 			return
@@ -58,7 +62,7 @@ func acceptsJSON(accept string) bool {
 		if err != nil {
 			continue
 		}
-		if jsonTypes[mt] || mt == "*/*" || mt == "application/*" {
+		if jsonTypes[mt] || ndjsonTypes[mt] || mt == "*/*" || mt == "application/*" {
 			return true
 		}
 	}
@@ -78,6 +82,12 @@ func readBody(c *gin.Context) ([]byte, error) {
 		return nil, fhir.Errorf(fhir.KindInvalid, "required", "request body is empty")
 	}
 	return b, nil
+}
+
+// wantsNDJSON reports whether the client asked for NDJSON.
+func wantsNDJSON(c *gin.Context) bool {
+	mt, _, _ := mime.ParseMediaType(c.Request.URL.Query().Get("_format"))
+	return ndjsonTypes[mt]
 }
 
 // write sends a FHIR JSON body, indented with _pretty=true.

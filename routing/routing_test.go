@@ -27,6 +27,7 @@ import (
 	"github.com/schakelpunt/schakelpunt/audit"
 	"github.com/schakelpunt/schakelpunt/conformance"
 	"github.com/schakelpunt/schakelpunt/fhir"
+	"github.com/schakelpunt/schakelpunt/profiles"
 	"github.com/schakelpunt/schakelpunt/store"
 	"github.com/schakelpunt/schakelpunt/store/sqlite"
 )
@@ -82,10 +83,15 @@ func mustServe(tb testing.TB) *harness {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	validator, err := profiles.New(codec)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	fa := &faultyAudit{AuditLog: st}
 	rec := audit.NewRecorder(fa, audit.Options{Logger: log})
 	h, err := New(Config{Store: st, Codec: codec, Logger: log, Metrics: NewMetrics(prometheus.NewRegistry()),
-		Policy: policy, Audit: rec, MaxBody: 64 << 10, PublicBase: "https://sp.test/fhir/R4"})
+		Policy: policy, Audit: rec, Validator: validator, AuditLog: fa, ExportDir: filepath.Join(dir, "exports"),
+		MaxBody: 64 << 10, PublicBase: "https://sp.test/fhir/R4"})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -244,14 +250,18 @@ func TestRoutesAgreeWithCapabilityStatement(t *testing.T) {
 			for _, i := range m["interaction"].([]any) {
 				declared[m["type"].(string)+" "+i.(map[string]any)["code"].(string)] = true
 			}
+			ops, _ := m["operation"].([]any)
+			for _, op := range ops {
+				declared[m["type"].(string)+" $"+op.(map[string]any)["name"].(string)] = true
+			}
 		}
 	}
 	s := &server{}
 	routed := map[string]bool{}
 	for _, rt := range s.routes() {
 		parts := strings.Split(strings.TrimPrefix(rt.path, "/"), "/")
-		if rt.name == "capabilities" || rt.name == "page" {
-			continue
+		if rt.name == "capabilities" || strings.HasPrefix(parts[0], "$") {
+			continue // system level: metadata and the export endpoints
 		}
 		routed[parts[0]+" "+rt.name] = true
 	}

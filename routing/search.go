@@ -3,6 +3,7 @@ package routing
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -51,6 +52,10 @@ func (s *server) search(t string) gin.HandlerFunc {
 			return
 		}
 		search.Clauses = append(search.Clauses, scopeClauses(c, t)...)
+		if wantsNDJSON(c) {
+			s.streamSearch(c, search)
+			return
+		}
 		s.runSearch(c, &page{owner: requester(c), kind: "search", search: search, action: routeAction(c)})
 	}
 }
@@ -264,4 +269,36 @@ func (s *server) runHistory(c *gin.Context, p *page) {
 		return
 	}
 	s.write(c, http.StatusOK, bytes.TrimSpace(body))
+}
+
+// streamSearch answers a search as NDJSON, every match, one resource per
+// line, read from the store a page at a time.
+func (s *server) streamSearch(c *gin.Context, sr *fhir.Search) {
+	ctx := c.Request.Context()
+	q := store.Query{Type: sr.Type, Clauses: sr.Clauses, Sort: sr.Sort, Limit: fhir.MaxCount}
+	first, err := s.store.Search(ctx, q)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.stream(c, ndjson, func(w io.Writer) error {
+		page := first
+		for {
+			for _, r := range page.Resources {
+				if _, err := w.Write(r.Body); err != nil {
+					return err
+				}
+				if _, err := w.Write([]byte{'\n'}); err != nil {
+					return err
+				}
+			}
+			if page.Next == nil {
+				return nil
+			}
+			q.After = page.Next
+			if page, err = s.store.Search(ctx, q); err != nil {
+				return err
+			}
+		}
+	})
 }

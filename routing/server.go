@@ -19,17 +19,25 @@ import (
 	"github.com/schakelpunt/schakelpunt/access"
 	"github.com/schakelpunt/schakelpunt/conformance"
 	"github.com/schakelpunt/schakelpunt/fhir"
+	"github.com/schakelpunt/schakelpunt/profiles"
 	"github.com/schakelpunt/schakelpunt/store"
 )
 
 // BasePath is where the FHIR API lives (the AORTA-on-FHIR convention).
 const BasePath = "/fhir/R4"
 
-// Validator checks a parsed resource against our profiles before it is
-// stored; it returns the issues found (errors make the write fail with
-// 422). Declared here, where it is used.
+// Validator checks resources against the base spec and our profiles;
+// declared here, where it is used (profiles.Validator implements it).
 type Validator interface {
-	ValidateWrite(ctx context.Context, res *fhir.Resource) []fhir.Issue
+	// Check parses body and validates it against the base spec and the
+	// profile (plus any meta.profile): a *fhir.Error on failure.
+	Check(ctx context.Context, body []byte, profileURL string) (*fhir.Resource, error)
+	// Validate reports every issue, for $validate.
+	Validate(ctx context.Context, body []byte, profileURL string) []fhir.Issue
+	// ProfileFor is the profile writes of a type must meet ("" for none).
+	ProfileFor(resourceType string) string
+	// StructureDefinitions are our profiles, served as resources.
+	StructureDefinitions() []profiles.Definition
 }
 
 // Config wires the edge.
@@ -41,7 +49,11 @@ type Config struct {
 	// Policy decides who may do what; Audit records every interaction.
 	Policy *access.Policy
 	Audit  AuditRecorder
-	// Validator is optional: without it, writes get base validation only.
+	// AuditLog serves $verify and $export; ExportDir holds export files.
+	AuditLog  store.AuditLog
+	ExportDir string
+	// Validator applies our profiles to writes and serves $validate and
+	// StructureDefinition.
 	Validator Validator
 	// MaxBody limits request bodies (default 1 MiB).
 	MaxBody int64
@@ -60,6 +72,9 @@ type server struct {
 	metrics   *Metrics
 	policy    *access.Policy
 	audit     AuditRecorder
+	auditLog  store.AuditLog
+	exportDir string
+	exports   *exportJobs
 	validator Validator
 	maxBody   int64
 	base      string
@@ -75,13 +90,17 @@ const keyInteraction = "interaction"
 
 // New builds the public FHIR handler.
 func New(cfg Config) (http.Handler, error) {
-	if cfg.Store == nil || cfg.Codec == nil || cfg.Logger == nil || cfg.Metrics == nil || cfg.Policy == nil || cfg.Audit == nil {
-		return nil, errors.New("routing: Store, Codec, Logger, Metrics, Policy and Audit are required")
+	if cfg.Store == nil || cfg.Codec == nil || cfg.Logger == nil || cfg.Metrics == nil || cfg.Policy == nil || cfg.Audit == nil || cfg.Validator == nil {
+		return nil, errors.New("routing: Store, Codec, Logger, Metrics, Policy, Audit and Validator are required")
 	}
 	s := &server{
 		store: cfg.Store, codec: cfg.Codec, log: cfg.Logger, metrics: cfg.Metrics, policy: cfg.Policy, audit: cfg.Audit,
+		auditLog: cfg.AuditLog, exportDir: cfg.ExportDir, exports: &exportJobs{jobs: map[string]*exportJob{}},
 		validator: cfg.Validator, maxBody: cfg.MaxBody, base: strings.TrimSuffix(cfg.PublicBase, "/"),
 		software: cfg.Software, now: cfg.Now, newID: cfg.NewID, condLocks: newKeyedMutex(),
+	}
+	if s.auditLog != nil && s.exportDir == "" {
+		return nil, errors.New("routing: an AuditLog needs an ExportDir")
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = 1 << 20
@@ -139,8 +158,13 @@ func (s *server) routes() []route {
 	rs := []route{
 		{http.MethodGet, "/metadata", "capabilities", access.ReadMetadata, s.capabilities},
 	}
+	rs = append(rs, s.auditRoutes()...)
+	rs = append(rs, s.profileRoutes()...)
 	for _, r := range conformance.Table() {
 		t := r.Type
+		if t == "StructureDefinition" {
+			continue // served from the validator's definitions: profileRoutes
+		}
 		p := "/" + t
 		a := actions[t]
 		add := func(method, path, name string, action access.Action, h gin.HandlerFunc) {
@@ -236,7 +260,11 @@ func requester(c *gin.Context) string {
 }
 
 func (s *server) capabilities(c *gin.Context) {
-	body, err := conformance.CapabilityStatement(s.baseURL(c), s.software, s.started)
+	supported := map[string][]string{}
+	for _, d := range s.validator.StructureDefinitions() {
+		supported[d.Type] = append(supported[d.Type], d.URL+"|"+d.Version)
+	}
+	body, err := conformance.CapabilityStatement(s.baseURL(c), s.software, s.started, supported)
 	if err != nil {
 		s.fail(c, err)
 		return

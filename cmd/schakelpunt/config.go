@@ -30,8 +30,15 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	TLS             TLSConfig     `yaml:"tls"`
 	Policy          PolicyConfig  `yaml:"policy"`
+	Audit           AuditConfig   `yaml:"audit"`
 	// Supervisors may read the whole access log (YAML only: a list).
 	Supervisors []SupervisorConfig `yaml:"supervisors"`
+}
+
+// AuditConfig is the access log's retention.
+type AuditConfig struct {
+	Retention         time.Duration `yaml:"retention"`
+	RetentionInterval time.Duration `yaml:"retention_interval"`
 }
 
 // PolicyConfig widens the role policy (DESIGN.md section 3).
@@ -69,12 +76,10 @@ type setting struct {
 var settings = []setting{
 	{"listen", "127.0.0.1:8443", "public listener (mutual TLS): professionals and source systems", func(c *Config) any { return &c.Listen }},
 	{"admin_listen", "127.0.0.1:8081", "admin listener (plain HTTP, keep it on loopback): /health, /ready, /metrics", func(c *Config) any { return &c.AdminListen }},
-	{"patient_listen", "127.0.0.1:8444", "patient listener (TLS, bearer tokens): /portal and the patient's FHIR API", func(c *Config) any { return &c.PatientListen }},
 	{"data_dir", "./data", "data directory: the embedded database and the development PKI", func(c *Config) any { return &c.DataDir }},
 	{"store", "embedded", "store: embedded (SQLite in the data directory) or mongodb", func(c *Config) any { return &c.Store }},
 	{"mongodb_uri", "", "MongoDB connection string (with store mongodb)", func(c *Config) any { return &c.MongoDBURI }},
 	{"mongodb_database", "schakelpunt", "MongoDB database name", func(c *Config) any { return &c.MongoDBDatabase }},
-	{"demo", "false", "start demo sources with sample patients in-process", func(c *Config) any { return &c.Demo }},
 	{"max_body_bytes", "1048576", "largest request body accepted (413 beyond)", func(c *Config) any { return &c.MaxBodyBytes }},
 	{"public_base_url", "", "absolute base URL for fullUrl and Location (default: https://<Host>/fhir/R4)", func(c *Config) any { return &c.PublicBaseURL }},
 	{"log_level", "info", "log level: debug, info, warn or error", func(c *Config) any { return &c.LogLevel }},
@@ -83,6 +88,8 @@ var settings = []setting{
 	{"tls.key", "", "server private key (PEM)", func(c *Config) any { return &c.TLS.Key }},
 	{"tls.client_ca", "", "CA certificates whose client certificates may connect (comma-separated files)", func(c *Config) any { return &c.TLS.ClientCA }},
 	{"tls.crl", "", "certificate revocation lists (comma-separated files, reloaded when they change)", func(c *Config) any { return &c.TLS.CRL }},
+	{"audit.retention", "43800h", "how long AuditEvents are kept (0 keeps them forever); older ones are removed, the chain stays verifiable", func(c *Config) any { return &c.Audit.Retention }},
+	{"audit.retention_interval", "1h", "how often the retention job runs", func(c *Config) any { return &c.Audit.RetentionInterval }},
 	{"policy.gp_summary_roles", "", "role codes (x for any digit) admitted to the GP summary beyond 01.015 and 01.004, e.g. 01.047", func(c *Config) any { return &c.Policy.GPSummaryRoles }},
 	{"policy.medication_roles", "", "role codes admitted to medication beyond the defaults", func(c *Config) any { return &c.Policy.MedicationRoles }},
 }
@@ -213,6 +220,9 @@ func (c *Config) check() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("config: log_level %q is not debug, info, warn or error", c.LogLevel)
+	}
+	if c.Audit.Retention < 0 || c.Audit.RetentionInterval <= 0 {
+		return errors.New("config: audit.retention must be 0 or more and audit.retention_interval more than 0")
 	}
 	if c.DataDir == "" {
 		return errors.New("config: data_dir is empty")

@@ -51,6 +51,8 @@ const usage = `usage: schakelpunt <command> [flags]
 commands:
   serve     run the switching point
   ca        the development and test PKI (init, issue, revoke)
+  audit     verify the access log's hash chain
+  validate  validate FHIR JSON files against the base spec and our profiles
   version   print the version
 
 Run 'schakelpunt <command> -h' for a command's flags.
@@ -66,6 +68,10 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return serve(ctx, args[1:], stderr, getenv)
 	case "ca":
 		return caCommand(args[1:], stdout, stderr)
+	case "validate":
+		return validateCommand(ctx, args[1:], stdout, stderr)
+	case "audit":
+		return auditCommand(ctx, args[1:], stdout, stderr, getenv)
 	case "version":
 		fmt.Fprintln(stdout, "schakelpunt", version)
 		return nil

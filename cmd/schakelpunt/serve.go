@@ -20,6 +20,7 @@ import (
 	"github.com/schakelpunt/schakelpunt/audit"
 	"github.com/schakelpunt/schakelpunt/conformance"
 	"github.com/schakelpunt/schakelpunt/fhir"
+	"github.com/schakelpunt/schakelpunt/profiles"
 	"github.com/schakelpunt/schakelpunt/routing"
 	"github.com/schakelpunt/schakelpunt/store"
 	"github.com/schakelpunt/schakelpunt/store/mongo"
@@ -59,6 +60,7 @@ type app struct {
 	served   chan error
 	pkiDir   string // the development PKI, when one is in use
 	recorder *audit.Recorder
+	stopJobs context.CancelFunc
 }
 
 // PublicAddr and AdminAddr are the bound addresses (useful with port 0).
@@ -95,6 +97,10 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *app, err erro
 	if err != nil {
 		return nil, err
 	}
+	validator, err := profiles.New(codec)
+	if err != nil {
+		return nil, fmt.Errorf("profiles: %w", err)
+	}
 	policy, err := newPolicy(cfg)
 	if err != nil {
 		return nil, err
@@ -110,7 +116,10 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *app, err erro
 		Logger:     log,
 		Metrics:    metrics,
 		Policy:     policy,
+		Validator:  validator,
 		Audit:      a.recorder,
+		AuditLog:   auditLog,
+		ExportDir:  filepath.Join(cfg.DataDir, "exports"),
 		MaxBody:    cfg.MaxBodyBytes,
 		PublicBase: cfg.PublicBaseURL,
 		Software:   conformance.Software{Name: "Schakelpunt", Version: version},
@@ -143,6 +152,9 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *app, err erro
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          errLog,
 	}
+	jobs, stopJobs := context.WithCancel(context.Background())
+	a.stopJobs = stopJobs
+	go audit.Retention{Log: auditLog, Recorder: a.recorder, Keep: cfg.Audit.Retention, Every: cfg.Audit.RetentionInterval, Logger: log}.Run(jobs)
 	go func() { a.served <- a.public.Serve(tls.NewListener(a.publicLn, tlsConf)) }()
 	go func() { a.served <- a.admin.Serve(a.adminLn) }()
 	log.Info("schakelpunt serving",
@@ -181,6 +193,7 @@ func (a *app) shutdown() error {
 	if err := a.admin.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("admin listener: %w", err))
 	}
+	a.stopJobs()
 	if err := a.recorder.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("audit: %w", err))
 	}

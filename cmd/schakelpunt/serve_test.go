@@ -21,7 +21,7 @@ import (
 func mustRunMain(tb testing.TB, dataDir string) *app {
 	tb.Helper()
 	cfg, err := loadConfig([]string{
-		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--patient-listen", "127.0.0.1:0",
+		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 		"--data-dir", dataDir, "--log-level", "warn",
 	}, func(string) string { return "" })
 	if err != nil {
@@ -75,7 +75,8 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Fatalf("metadata: %d %s", status, body)
 	}
 	entry := `{"resourceType":"Patient","identifier":[{"system":"http://fhir.nl/fhir/NamingSystem/bsn","value":"999900006"}],` +
-		`"managingOrganization":{"identifier":{"system":"http://fhir.nl/fhir/NamingSystem/ura","value":"` + uraPharmacy1 + `"}}}`
+		`"managingOrganization":{"identifier":{"system":"http://fhir.nl/fhir/NamingSystem/ura","value":"` + uraPharmacy1 + `"}},` +
+		`"link":[{"other":{"reference":"https://127.0.0.1:9102/fhir/R4/Patient/p1"},"type":"seealso"}]}`
 	req, _ := http.NewRequest("PUT", base+"/Patient?identifier=http://fhir.nl/fhir/NamingSystem/bsn|999900006", strings.NewReader(entry))
 	req.Header.Set("Content-Type", "application/fhir+json")
 	resp, err := src.Do(req)

@@ -285,6 +285,21 @@ var schema = []string{
 		id    TEXT    NOT NULL,
 		PRIMARY KEY (type, param, key, id)
 	) WITHOUT ROWID`,
+	// The audit hash chain (see audit.go): one row per AuditEvent in
+	// chain order, and the head and retention checkpoint.
+	`CREATE TABLE audit_chain (
+		seq      INTEGER PRIMARY KEY,
+		id       TEXT    NOT NULL,
+		prev     TEXT    NOT NULL,
+		hash     TEXT    NOT NULL,
+		recorded INTEGER NOT NULL
+	)`,
+	`CREATE INDEX audit_chain_recorded ON audit_chain (recorded)`,
+	`CREATE TABLE audit_marks (
+		name TEXT PRIMARY KEY,
+		seq  INTEGER NOT NULL,
+		hash TEXT    NOT NULL
+	) WITHOUT ROWID`,
 	`CREATE TABLE sortparams (
 		type  TEXT NOT NULL,
 		param TEXT NOT NULL,

@@ -19,6 +19,8 @@ const (
 	opCreate opKind = iota + 1
 	opUpdate
 	opDelete
+	opAudit // append chained audit records (audit.go)
+	opPurge // retention: remove old audit records (audit.go)
 )
 
 // op is one write waiting for the writer goroutine.
@@ -27,11 +29,14 @@ type op struct {
 	kind    opKind
 	w       store.Write // for a delete only Type and ID
 	ifMatch int64
-	done    chan result // buffered: the writer never blocks on a waiter
+	audit   []store.AuditRecord // opAudit
+	cutoff  int64               // opPurge: recorded before (µs)
+	done    chan result         // buffered: the writer never blocks on a waiter
 }
 
 type result struct {
 	res store.Resource
+	n   int // opPurge: records removed
 	err error
 }
 
@@ -59,24 +64,30 @@ func (s *Store) submit(ctx context.Context, kind opKind, w store.Write, ifMatch 
 	if err := ctx.Err(); err != nil {
 		return store.Resource{}, err
 	}
-	o := &op{ctx: ctx, kind: kind, w: w, ifMatch: ifMatch, done: make(chan result, 1)}
+	r := s.do(ctx, &op{ctx: ctx, kind: kind, w: w, ifMatch: ifMatch})
+	return r.res, r.err
+}
+
+// do queues an op and waits for its result.
+func (s *Store) do(ctx context.Context, o *op) result {
+	o.done = make(chan result, 1)
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
-		return store.Resource{}, store.ErrClosed
+		return result{err: store.ErrClosed}
 	}
 	select {
 	case s.queue <- o:
 		s.mu.RUnlock()
 	case <-ctx.Done():
 		s.mu.RUnlock()
-		return store.Resource{}, ctx.Err()
+		return result{err: ctx.Err()}
 	}
 	select {
 	case r := <-o.done:
-		return r.res, r.err
+		return r
 	case <-ctx.Done():
-		return store.Resource{}, ctx.Err()
+		return result{err: ctx.Err()}
 	}
 }
 
@@ -146,7 +157,19 @@ func (s *Store) applyOne(ctx context.Context, o *op) result {
 	if _, err := s.wst.savepoint.ExecContext(ctx); err != nil {
 		return result{err: fmt.Errorf("sqlite: savepoint: %w", err)}
 	}
-	res, err := s.apply(ctx, o)
+	var (
+		res store.Resource
+		n   int
+		err error
+	)
+	switch o.kind {
+	case opAudit:
+		err = s.applyAudit(ctx, o.audit)
+	case opPurge:
+		n, err = s.applyPurge(ctx, o.cutoff)
+	default:
+		res, err = s.apply(ctx, o)
+	}
 	if err != nil {
 		if !refused(err) {
 			s.listed = nil // it may list what the rollback undoes
@@ -161,13 +184,13 @@ func (s *Store) applyOne(ctx context.Context, o *op) result {
 	if err != nil {
 		return result{err: err}
 	}
-	return result{res: res}
+	return result{res: res, n: n}
 }
 
 // refused reports whether a write was refused by the contract's rules,
 // before it changed anything.
 func refused(err error) bool {
-	return errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrVersionConflict) || errors.Is(err, store.ErrNotFound)
+	return errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrVersionConflict) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrChainConflict)
 }
 
 // nextUpdated returns a lastUpdated after every one assigned before, so
