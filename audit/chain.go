@@ -58,11 +58,12 @@ func Link(prev string, canonical []byte) string {
 
 // withChain adds the chain link to a rendered event as an extension.
 func withChain(ae auditEvent, seq int64, prev, hash string) ([]byte, error) {
-	ae.Extension = append(ae.Extension, extension{URL: ChainExtension, Extension: []extension{
-		{URL: "seq", ValueString: strconv.FormatInt(seq, 10)},
-		{URL: "previous", ValueString: prev},
-		{URL: "hash", ValueString: hash},
-	}})
+	link := []extension{{URL: "seq", ValueString: strconv.FormatInt(seq, 10)}}
+	if prev != "" { // the first event has no previous link
+		link = append(link, extension{URL: "previous", ValueString: prev})
+	}
+	link = append(link, extension{URL: "hash", ValueString: hash})
+	ae.Extension = append(ae.Extension, extension{URL: ChainExtension, Extension: link})
 	return json.Marshal(ae)
 }
 

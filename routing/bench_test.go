@@ -2,6 +2,7 @@ package routing
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/schakelpunt/schakelpunt/fhir"
 )
 
 // load runs n requests from conc goroutines and reports throughput and
@@ -116,4 +119,63 @@ func BenchmarkHTTPS(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkSearchIdentifierHTTPS: identifier search over mutual TLS at
+// 100,000 index entries on the embedded store (loaded through the store,
+// as registrations would have left them), one client at a time.
+//
+//	go test ./routing -run '^$' -bench SearchIdentifier -benchtime 1x
+func BenchmarkSearchIdentifierHTTPS(b *testing.B) {
+	const entries, searches = 100_000, 2000
+	h := mustServe(b)
+	body := fixture(b, "patient.json")
+	bsn := func(i int) string { return fmt.Sprintf("1%08d", i) } // distinct values; the store does not check the eleven-check
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for w := 0; w < 64; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= entries {
+					return
+				}
+				doc := bytes.Replace(body, []byte("999911120"), []byte(bsn(i)), 1)
+				res, err := codecForBench(b).Parse(doc, "Patient")
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if _, err := h.st.Create(context.Background(), writeOf(res, fmt.Sprintf("p%d", i))); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		load(b, 1, searches, func(j int) error {
+			return send(h.client, "GET", h.srv.URL+BasePath+"/Patient?identifier=http://fhir.nl/fhir/NamingSystem/bsn|"+bsn((j*7919)%entries), nil, 200)
+		})
+	}
+}
+
+var benchCodec struct {
+	once sync.Once
+	c    *fhir.Codec
+}
+
+func codecForBench(b *testing.B) *fhir.Codec {
+	benchCodec.once.Do(func() {
+		c, err := fhir.NewCodec()
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchCodec.c = c
+	})
+	return benchCodec.c
 }

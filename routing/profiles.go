@@ -88,8 +88,9 @@ func (s *server) searchProfiles(c *gin.Context) {
 }
 
 // validate is $validate: the resource (or a Parameters with a resource
-// and a profile) is checked against the base spec and the profile asked
-// for (by the profile parameter, else its meta.profile). The answer is an
+// and a profile) is checked against the base spec, the profile asked for
+// (by the profile parameter, else the one a write of this type must meet)
+// and its meta.profile: it answers whether a write would pass. The answer is an
 // OperationOutcome with every issue, 200 whether or not it is valid; a
 // body that is no resource at all is 400.
 func (s *server) validate(t string, instance bool) gin.HandlerFunc {
@@ -125,6 +126,9 @@ func (s *server) validate(t string, instance bool) gin.HandlerFunc {
 		}
 		if instance && head.ID != c.Param("id") {
 			issues = append(issues, fhir.Issue{Severity: "error", Code: "invalid", Diagnostics: "the resource id does not match the id in the URL", Expression: []string{t + ".id"}})
+		}
+		if profile == "" && head.ResourceType == t {
+			profile = s.validator.ProfileFor(t)
 		}
 		issues = append(issues, s.validator.Validate(c.Request.Context(), body, profile)...)
 		if len(issues) == 0 {

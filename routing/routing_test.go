@@ -206,7 +206,8 @@ func (r response) expressions() []string {
 		return nil
 	}
 	for _, is := range r.body["issue"].([]any) {
-		for _, e := range is.(map[string]any)["expression"].([]any) {
+		exprs, _ := is.(map[string]any)["expression"].([]any)
+		for _, e := range exprs {
 			out = append(out, e.(string))
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/schakelpunt/schakelpunt/access"
+	"github.com/schakelpunt/schakelpunt/access/pki"
 	"github.com/schakelpunt/schakelpunt/audit"
 	"github.com/schakelpunt/schakelpunt/conformance"
 	"github.com/schakelpunt/schakelpunt/fhir"
@@ -33,7 +34,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, getenv func(str
 		return &exitError{code: 2, err: err}
 	}
 	log := newLogger(stderr, cfg.LogLevel)
-	a, err := start(ctx, cfg, log)
+	a, err := start(ctx, cfg, log, stderr)
 	if err != nil {
 		return err
 	}
@@ -68,7 +69,9 @@ func (a *app) PublicAddr() string { return a.publicLn.Addr().String() }
 func (a *app) AdminAddr() string  { return a.adminLn.Addr().String() }
 
 // start opens the store, builds the handlers and starts the listeners.
-func start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *app, err error) {
+// Human-readable notes (where the development certificates are, a first
+// curl command) go to out.
+func start(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (_ *app, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
@@ -100,6 +103,10 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *app, err erro
 	validator, err := profiles.New(codec)
 	if err != nil {
 		return nil, fmt.Errorf("profiles: %w", err)
+	}
+	if a.pkiDir != "" && !hasSupervisor(cfg, uraSupervisor) {
+		// The development PKI's supervisor certificate reads the whole log.
+		cfg.Supervisors = append(cfg.Supervisors, SupervisorConfig{URA: uraSupervisor})
 	}
 	policy, err := newPolicy(cfg)
 	if err != nil {
@@ -157,6 +164,9 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger) (_ *app, err erro
 	go audit.Retention{Log: auditLog, Recorder: a.recorder, Keep: cfg.Audit.Retention, Every: cfg.Audit.RetentionInterval, Logger: log}.Run(jobs)
 	go func() { a.served <- a.public.Serve(tls.NewListener(a.publicLn, tlsConf)) }()
 	go func() { a.served <- a.admin.Serve(a.adminLn) }()
+	if a.pkiDir != "" {
+		a.printDevNotes(out)
+	}
 	log.Info("schakelpunt serving",
 		slog.String("fhir", "https://"+a.PublicAddr()+routing.BasePath),
 		slog.String("admin", "http://"+a.AdminAddr()),
@@ -229,4 +239,44 @@ func newPolicy(cfg *Config) (*access.Policy, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return pol, nil
+}
+
+func hasSupervisor(cfg *Config, ura string) bool {
+	for _, s := range cfg.Supervisors {
+		if s.URA == ura {
+			return true
+		}
+	}
+	return false
+}
+
+// printDevNotes tells a newcomer where the development certificates are
+// and gives commands that work as printed.
+func (a *app) printDevNotes(out io.Writer) {
+	dir := a.pkiDir
+	base := "https://" + a.PublicAddr() + routing.BasePath
+	curl := func(role, path string) string {
+		return fmt.Sprintf("curl --cacert %s --cert %s --key %s '%s%s'",
+			filepath.Join(dir, "ca.crt"), filepath.Join(dir, "clients", role+".crt"), filepath.Join(dir, "clients", role+".key"), base, path)
+	}
+	fmt.Fprintf(out, `
+Schakelpunt is running with a DEVELOPMENT CA (%s): not for production.
+Client certificates for the demo roles are in %s:
+`, dir, filepath.Join(dir, "clients"))
+	for _, c := range demoClients {
+		fmt.Fprintf(out, "  %-16s card %s, URA %s, role %s\n", c.file, c.req.CardType, c.req.URA, roleOf(c.req))
+	}
+	fmt.Fprintf(out, `
+Try (the capability statement, then the access log as the supervisor):
+  %s
+  %s
+
+`, curl("huisarts", "/metadata"), curl("toezichthouder", "/AuditEvent?_sort=-date&_count=5"))
+}
+
+func roleOf(req pki.IssueRequest) string {
+	if req.Role == "" {
+		return "00.000"
+	}
+	return req.Role
 }

@@ -11,9 +11,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/schakelpunt/schakelpunt/fhir"
 )
 
 // mustRunMain starts the switching point on loopback ports chosen by the
@@ -28,7 +32,7 @@ func mustRunMain(tb testing.TB, dataDir string) *app {
 		tb.Fatal(err)
 	}
 	cfg.Supervisors = []SupervisorConfig{{URA: uraSupervisor}}
-	a, err := start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -172,4 +176,91 @@ func TestCACommand(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestShutdownLosesNothingAcknowledged: registrations race a graceful
+// shutdown; after a restart every acknowledged one is there, with its
+// AuditEvent.
+func TestShutdownLosesNothingAcknowledged(t *testing.T) {
+	dir := t.TempDir()
+	a := mustRunMain(t, dir)
+	base := "https://" + a.PublicAddr() + "/fhir/R4"
+	src := devClient(t, dir, "bron-apotheek-1")
+	bsns := validBSNs(400)
+	var (
+		mu    sync.Mutex
+		acked []string
+		wg    sync.WaitGroup
+	)
+	next := make(chan string)
+	stopped := make(chan error, 1)
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for bsn := range next {
+				if registered(src, base, bsn) {
+					mu.Lock()
+					acked = append(acked, bsn)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i, bsn := range bsns {
+		if i == len(bsns)/2 {
+			go func() { stopped <- a.shutdown() }()
+		}
+		next <- bsn
+	}
+	close(next)
+	wg.Wait()
+	if len(acked) == 0 {
+		t.Fatal("nothing was acknowledged before the shutdown")
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	b := mustRunMain(t, dir)
+	defer b.shutdown()
+	sup := devClient(t, dir, "toezichthouder")
+	for _, bsn := range acked {
+		status, body := get(t, sup, "https://"+b.PublicAddr()+"/fhir/R4/Patient?_summary=count&identifier=http://fhir.nl/fhir/NamingSystem/bsn|"+bsn)
+		if status != 200 || !bytes.Contains(body, []byte(`"total":1`)) {
+			t.Errorf("acknowledged registration %s lost: %d %s", bsn, status, body)
+		}
+		status, body = get(t, sup, "https://"+b.PublicAddr()+"/fhir/R4/AuditEvent?_summary=count&subtype=update&patient:identifier=http://fhir.nl/fhir/NamingSystem/bsn|"+bsn)
+		if status != 200 || !bytes.Contains(body, []byte(`"total":1`)) {
+			t.Errorf("AuditEvent of acknowledged registration %s lost: %d %s", bsn, status, body)
+		}
+	}
+	t.Logf("%d of %d registrations acknowledged before shutdown; all kept", len(acked), len(bsns))
+}
+
+// registered sends one index registration; true when it was acknowledged.
+func registered(c *http.Client, base, bsn string) bool {
+	entry := `{"resourceType":"Patient","identifier":[{"system":"http://fhir.nl/fhir/NamingSystem/bsn","value":"` + bsn + `"}],` +
+		`"managingOrganization":{"identifier":{"system":"http://fhir.nl/fhir/NamingSystem/ura","value":"` + uraPharmacy1 + `"}},` +
+		`"link":[{"other":{"reference":"https://127.0.0.1:9102/fhir/R4/Patient/` + bsn + `"},"type":"seealso"}]}`
+	req, _ := http.NewRequest("PUT", base+"/Patient?identifier=http://fhir.nl/fhir/NamingSystem/bsn|"+bsn, strings.NewReader(entry))
+	req.Header.Set("Content-Type", "application/fhir+json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == 201
+}
+
+// validBSNs returns n distinct numbers that pass the eleven-check.
+func validBSNs(n int) []string {
+	var out []string
+	for i := 100000000; len(out) < n; i++ {
+		s := strconv.Itoa(i)
+		if fhir.ValidBSN(s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
