@@ -6,6 +6,7 @@ package conformance
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/schakelpunt/schakelpunt/fhir"
@@ -106,7 +107,10 @@ func Table() []Resource {
 		},
 	}
 	for i := range rows {
+		// Each row gets its own slices: callers cannot change the table.
+		rows[i].Interactions = slices.Clone(rows[i].Interactions)
 		rows[i].Operations = append(rows[i].Operations, validate)
+		rows[i].Operations[len(rows[i].Operations)-1].Methods = slices.Clone(validate.Methods)
 	}
 	return rows
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"strconv"
 	"strings"
@@ -71,10 +72,12 @@ func validationIssue(severity, path string, err error) Issue {
 }
 
 // Parse checks that body is one valid FHIR R4 resource, of type wantType
-// unless wantType is empty. Malformed JSON and unknown or malformed
-// elements are KindInvalid (400); failures of base validation (missing
-// required elements, bad codes in required bindings, wrong reference types)
-// are KindUnprocessable (422). Each issue names the element at fault.
+// unless wantType is empty. Malformed JSON, unknown or malformed elements
+// and codes outside a required binding (google/fhir reads those as enums,
+// so they fail to parse: code "value") are KindInvalid (400); other
+// failures of base validation (missing required elements, wrong reference
+// types, malformed ids) are KindUnprocessable (422). Each issue names the
+// element at fault.
 func (c *Codec) Parse(body []byte, wantType string) (*Resource, error) {
 	doc, err := decodeObject(body)
 	if err != nil {
@@ -112,7 +115,7 @@ func decodeObject(body []byte) (map[string]any, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, Errorf(KindInvalid, "structure", "body is not valid JSON: %s", jsonSyntaxMessage(err))
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, Errorf(KindInvalid, "structure", "body holds more than one JSON value")
 	}
 	doc, ok := v.(map[string]any)
@@ -168,6 +171,9 @@ func parseError(rt string, err error) error {
 				path = strings.TrimSuffix(path, ".") + "." + name
 			}
 		}
+		if details == "unknown resource type" {
+			path = "resourceType"
+		}
 		if path != "" {
 			is.Expression = []string{normalisePath(rt, strings.TrimPrefix(path, "."))}
 		}
@@ -188,7 +194,7 @@ func parseError(rt string, err error) error {
 
 // normalisePath makes google/fhir's paths FHIRPath-like: "Patient.foo".
 func normalisePath(rt, p string) string {
-	if p == "" || strings.HasPrefix(p, rt) {
+	if p == "" || p == "resourceType" || p == rt || strings.HasPrefix(p, rt+".") {
 		return p
 	}
 	return rt + "." + strings.TrimPrefix(p, ".")
@@ -265,12 +271,15 @@ func WithMeta(raw []byte, m Meta) ([]byte, error) {
 			members = append(members, member{key, val})
 		}
 	}
+	if rt == nil {
+		return nil, Errorf(KindInvalid, "structure", "resource has no resourceType").At("resourceType")
+	}
 	var b bytes.Buffer
 	b.Grow(len(raw) + 96)
 	b.WriteString(`{"resourceType":`)
 	b.Write(rt)
 	b.WriteString(`,"id":`)
-	b.WriteString(strconv.Quote(m.ID))
+	b.Write(jsonString(m.ID))
 	b.WriteString(`,"meta":{"versionId":"`)
 	b.WriteString(strconv.FormatInt(m.VersionID, 10))
 	b.WriteString(`","lastUpdated":"`)
@@ -278,17 +287,27 @@ func WithMeta(raw []byte, m Meta) ([]byte, error) {
 	b.WriteByte('"')
 	for _, k := range metaKeys {
 		b.WriteByte(',')
-		b.WriteString(strconv.Quote(k))
+		b.Write(jsonString(k))
 		b.WriteByte(':')
 		b.Write(metaDoc[k])
 	}
 	b.WriteByte('}')
 	for _, mb := range members {
 		b.WriteByte(',')
-		b.WriteString(strconv.Quote(mb.key))
+		b.Write(jsonString(mb.key))
 		b.WriteByte(':')
 		b.Write(mb.val)
 	}
 	b.WriteByte('}')
 	return b.Bytes(), nil
+}
+
+// jsonString renders s as a JSON string (strconv.Quote would write Go
+// escapes such as \x01, which are not JSON).
+func jsonString(s string) []byte {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err) // cannot happen: a string always marshals
+	}
+	return b
 }

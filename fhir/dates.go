@@ -36,14 +36,21 @@ func ParseDateRange(s string) (DateRange, bool) {
 		return n
 	}
 	year := atoi(m[1])
+	if year == 0 {
+		return DateRange{}, false // FHIR years run from 0001
+	}
 	loc := time.UTC
 	if z := m[8]; z != "" && z != "Z" {
+		zh, zm := atoi(z[1:3]), atoi(z[4:6])
+		// FHIR allows offsets from -14:00 to +14:00.
+		if zm > 59 || zh > 14 || (zh == 14 && zm != 0) {
+			return DateRange{}, false
+		}
 		sign := 1
 		if z[0] == '-' {
 			sign = -1
 		}
-		off := sign * (atoi(z[1:3])*3600 + atoi(z[4:6])*60)
-		loc = time.FixedZone("", off)
+		loc = time.FixedZone("", sign*(zh*3600+zm*60))
 	}
 	switch {
 	case m[2] == "":
@@ -61,17 +68,17 @@ func ParseDateRange(s string) (DateRange, bool) {
 	if mon < 1 || mon > 12 || day < 1 || day > 31 {
 		return DateRange{}, false
 	}
+	// Checked for every precision: time.Date would quietly turn
+	// 2026-02-30T10:00:00Z into 2 March.
+	if time.Date(year, time.Month(mon), day, 0, 0, 0, 0, time.UTC).Day() != day {
+		return DateRange{}, false
+	}
 	if m[4] == "" {
 		lo := time.Date(year, time.Month(mon), day, 0, 0, 0, 0, loc)
-		if lo.Day() != day {
-			return DateRange{}, false
-		}
 		return rangeOf(lo, lo.AddDate(0, 0, 1)), true
 	}
-	if m[8] == "" && m[6] != "" {
-		// A time must carry a zone in FHIR; searches may omit it (taken as UTC).
-		loc = time.UTC
-	}
+	// A time must carry a zone in FHIR; searches may omit it (taken as UTC,
+	// loc above).
 	hh, mm := atoi(m[4]), atoi(m[5])
 	if hh > 23 || mm > 59 {
 		return DateRange{}, false

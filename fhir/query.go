@@ -124,6 +124,9 @@ func (s *Search) add(p Param, lenient bool) error {
 		}
 		return Errorf(KindInvalid, "not-supported", "unknown search parameter %q for %s", p.Name, s.Type).At(p.Name)
 	}
+	if chain != "" && modifier != "" {
+		return Errorf(KindInvalid, "not-supported", "a modifier on chained search %q is not supported", p.Name).At(p.Name)
+	}
 	if p.Value == "" {
 		return badParam(p.Name, "search parameter %q has no value", p.Name)
 	}
@@ -135,7 +138,10 @@ func (s *Search) add(p Param, lenient bool) error {
 			return Errorf(KindInvalid, "not-supported", "modifier or chain on %q is not supported", p.Name).At(p.Name)
 		}
 		for _, v := range values {
-			c.Strings = append(c.Strings, TermCode(def.Code, v))
+			if v == "" {
+				return badParam(p.Name, "empty value in %q", p.Name)
+			}
+			c.Strings = append(c.Strings, TermCode(def.Code, unescape(v)))
 		}
 	case TypeToken:
 		if modifier != "" || chain != "" {
@@ -167,6 +173,7 @@ func (s *Search) add(p Param, lenient bool) error {
 			return Errorf(KindInvalid, "not-supported", "modifier on date parameter %q is not supported", p.Name).At(p.Name)
 		}
 		for _, v := range values {
+			v = unescape(v)
 			prefix := PrefixEq
 			if len(v) >= 2 && v[0] >= 'a' && v[0] <= 'z' {
 				prefix, v = v[:2], v[2:]
@@ -204,27 +211,55 @@ func (s *Search) parseSort(p Param) error {
 	return nil
 }
 
-// splitValues splits on commas not escaped by a backslash, unescaping
-// \, \| and \$.
+// splitValues splits on commas not escaped by a backslash. The parts keep
+// their escapes: a token is cut on its first unescaped "|" before its parts
+// are unescaped (unescape).
 func splitValues(v string) []string {
 	var out []string
-	var b strings.Builder
+	start := 0
 	for i := 0; i < len(v); i++ {
-		switch {
-		case v[i] == '\\' && i+1 < len(v):
-			i++
-			if v[i] != ',' && v[i] != '|' && v[i] != '$' && v[i] != '\\' {
-				b.WriteByte('\\')
-			}
-			b.WriteByte(v[i])
-		case v[i] == ',':
-			out = append(out, b.String())
-			b.Reset()
-		default:
-			b.WriteByte(v[i])
+		switch v[i] {
+		case '\\':
+			i++ // the escaped character is never a separator
+		case ',':
+			out = append(out, v[start:i])
+			start = i + 1
 		}
 	}
-	return append(out, b.String())
+	return append(out, v[start:])
+}
+
+// cutValue cuts s around the first sep not escaped by a backslash.
+func cutValue(s string, sep byte) (before, after string, found bool) {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case sep:
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+// unescape removes the backslash of \, \| \$ and \\; any other backslash
+// is kept.
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			switch s[i+1] {
+			case ',', '|', '$', '\\':
+				i++
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 type queryError string
@@ -232,7 +267,8 @@ type queryError string
 func (e queryError) Error() string { return string(e) }
 
 func tokenQuery(p, v string) (string, error) {
-	sys, code, hasBar := strings.Cut(v, "|")
+	sys, code, hasBar := cutValue(v, '|')
+	sys, code, v = unescape(sys), unescape(code), unescape(v)
 	switch {
 	case !hasBar:
 		if v == "" {
@@ -250,9 +286,13 @@ func tokenQuery(p, v string) (string, error) {
 }
 
 func referenceQuery(def SearchParam, modifier, v string) (string, error) {
+	if v == "" {
+		return "", queryError("empty reference in " + def.Code)
+	}
 	switch modifier {
 	case "identifier":
-		sys, val, hasBar := strings.Cut(v, "|")
+		sys, val, hasBar := cutValue(v, '|')
+		sys, val, v = unescape(sys), unescape(val), unescape(v)
 		if !hasBar {
 			return TermRefIdentifier(def.Code, "", v), nil
 		}
@@ -261,7 +301,9 @@ func referenceQuery(def SearchParam, modifier, v string) (string, error) {
 		}
 		return TermRefIdentifier(def.Code, sys, val), nil
 	case "":
+		v = unescape(v)
 	default:
+		v = unescape(v)
 		// A type modifier: patient:Patient=1.
 		if !contains(def.Targets, modifier) && !contains(def.Targets, "Resource") {
 			return "", queryError("modifier :" + modifier + " is not a target type of " + def.Code)
@@ -281,7 +323,8 @@ func referenceQuery(def SearchParam, modifier, v string) (string, error) {
 		return TermRef(def.Code, typ+"/"+id), nil
 	}
 	if strings.Contains(v, "/") {
-		return "", queryError("malformed reference " + strconv.Quote(v))
+		// The value is not echoed: diagnostics never carry a BSN.
+		return "", queryError("malformed reference in " + def.Code + " (want Type/id, an id or an absolute URL)")
 	}
 	return TermRefID(def.Code, v), nil
 }

@@ -1,6 +1,9 @@
 package fhir
 
-import "sort"
+import (
+	"slices"
+	"sort"
+)
 
 // ParamType is a search parameter type.
 type ParamType string
@@ -92,6 +95,7 @@ var typeParams = map[string][]SearchParam{
 
 // SearchParams returns the search parameters of a resource type, common
 // ones included, sorted by code. Unknown types have only the common ones.
+// The result is the caller's own: changing it leaves the table alone.
 func SearchParams(resourceType string) []SearchParam {
 	out := make([]SearchParam, 0, len(commonParams)+len(typeParams[resourceType]))
 	for _, p := range commonParams {
@@ -101,6 +105,10 @@ func SearchParams(resourceType string) []SearchParam {
 	for _, p := range typeParams[resourceType] {
 		p.Base = resourceType
 		out = append(out, p)
+	}
+	for i := range out {
+		out[i].Paths = slices.Clone(out[i].Paths)
+		out[i].Targets = slices.Clone(out[i].Targets)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Code < out[j].Code })
 	return out

@@ -184,9 +184,13 @@ func referenceTerms(p SearchParam, v any, add func(string)) {
 		}
 	}
 	if ref != "" {
-		add(TermRef(p.Code, ref))
-		if typ, id, ok := splitRef(ref); ok && typ != "" && !strings.Contains(ref, "://") {
+		if typ, id, ok := splitRef(ref); ok && !strings.Contains(ref, "://") {
+			// A relative reference is indexed as Type/id, as a query
+			// gives it (a version, Patient/1/_history/2, is dropped).
+			add(TermRef(p.Code, typ+"/"+id))
 			add(TermRefID(p.Code, id))
+		} else {
+			add(TermRef(p.Code, ref))
 		}
 	}
 	if ident, ok := m["identifier"].(map[string]any); ok {
