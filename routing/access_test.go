@@ -101,7 +101,7 @@ func TestEveryInteractionIsAudited(t *testing.T) {
 		{"gp", "GET", "/Patient?identifier=http://fhir.nl/fhir/NamingSystem/bsn|999911120", nil, 403, "search-type", "4", "deny"},
 		{"no-uzi", "GET", "/Consent", nil, 403, "search-type", "4", "deny"},
 		{"source", "GET", "/Patient?bogus=1", nil, 400, "search-type", "4", "permit"},
-		{"source", "GET", "/Observation", nil, 404, "unknown", "4", ""},
+		{"source", "GET", "/Observation", nil, 404, "operation", "4", ""}, // no interaction matched: kept as "unknown" in an extension
 		{"gp", "GET", "/metadata", nil, 200, "capabilities", "0", "permit"},
 	}
 	for _, r := range requests {

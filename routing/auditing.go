@@ -21,9 +21,12 @@ type AuditRecorder interface {
 // closed, nothing leaves before the access is on record.
 type heldWriter struct {
 	gin.ResponseWriter
+	header http.Header // the handler's headers, released with the body
 	status int
 	body   bytes.Buffer
 }
+
+func (w *heldWriter) Header() http.Header { return w.header }
 
 func (w *heldWriter) WriteHeader(code int) {
 	if w.status == 0 {
@@ -58,7 +61,7 @@ func (w *heldWriter) Flush()        {}
 // the client gets 503 and none of the response.
 func (s *server) audited(c *gin.Context) {
 	real := c.Writer
-	held := &heldWriter{ResponseWriter: real}
+	held := &heldWriter{ResponseWriter: real, header: http.Header{}}
 	t := trailOf(c)
 	t.realWriter = real
 	c.Writer = held
@@ -67,17 +70,19 @@ func (s *server) audited(c *gin.Context) {
 	if t.recorded { // a streamed answer, recorded before it started
 		return
 	}
+	h := real.Header()
 	if err := s.recordNow(c, held.Status()); err != nil {
-		h := real.Header()
-		for _, k := range []string{"ETag", "Location", "Last-Modified", "Content-Location"} {
-			h.Del(k)
-		}
+		// None of what the handler prepared leaves: not its headers
+		// (ETag, Location, Content-Length, ...), not its body.
 		fe := asFHIRError(err)
 		s.log.ErrorContext(c.Request.Context(), "audit record failed: no data released", "err", fe.Err)
 		h.Set("Content-Type", contentTypeFHIR)
 		real.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = real.Write(fhir.OperationOutcome(fe.Issues...))
 		return
+	}
+	for k, v := range held.header {
+		h[k] = v
 	}
 	real.WriteHeader(held.Status())
 	if held.body.Len() > 0 {

@@ -72,10 +72,16 @@ func (s *server) verify(c *gin.Context) {
 	s.write(c, http.StatusOK, body)
 }
 
+// exportTTL is how long a finished export stays available for download.
+// Export files are copies of the access log: they must not outlive it
+// (retention) nor fill the data directory, so they are removed after this.
+const exportTTL = 24 * time.Hour
+
 // exportJob is one $export: its NDJSON file under the export directory.
 type exportJob struct {
 	owner    string
 	started  time.Time
+	until    int64 // the chain head at kick-off: the export's snapshot
 	request  string
 	mu       sync.Mutex
 	done     bool
@@ -93,6 +99,7 @@ type exportJobs struct {
 
 func (s *server) job(c *gin.Context) (*exportJob, string, bool) {
 	id := c.Param("job")
+	s.sweepExports()
 	s.exports.mu.Lock()
 	j, ok := s.exports.jobs[id]
 	s.exports.mu.Unlock()
@@ -112,31 +119,40 @@ func (s *server) exportKickOff(c *gin.Context) {
 	}
 	var since time.Time
 	for k, vs := range c.Request.URL.Query() {
-		v := vs[0]
-		switch k {
-		case "_since":
-			r, ok := fhir.ParseDateRange(v)
-			if !ok {
-				s.fail(c, fhir.Errorf(fhir.KindInvalid, "invalid", "_since must be an instant").At("_since"))
+		for _, v := range vs { // every value: a second _type is not ignored
+			switch k {
+			case "_since":
+				r, ok := fhir.ParseDateRange(v)
+				if !ok || len(vs) > 1 {
+					s.fail(c, fhir.Errorf(fhir.KindInvalid, "invalid", "_since must be one instant").At("_since"))
+					return
+				}
+				since = time.UnixMicro(r.Lo)
+			case "_type":
+				if v != "AuditEvent" {
+					s.fail(c, fhir.Errorf(fhir.KindInvalid, "not-supported", "only AuditEvent can be exported here").At("_type"))
+					return
+				}
+			case "_outputFormat":
+				if v != ndjson && v != "application/ndjson" && v != "ndjson" {
+					s.fail(c, fhir.Errorf(fhir.KindInvalid, "not-supported", "_outputFormat must be application/fhir+ndjson").At("_outputFormat"))
+					return
+				}
+			case "_format", "_pretty":
+			default:
+				s.fail(c, fhir.Errorf(fhir.KindInvalid, "not-supported", "unknown $export parameter %q", k).At(k))
 				return
 			}
-			since = time.UnixMicro(r.Lo)
-		case "_type":
-			if v != "AuditEvent" {
-				s.fail(c, fhir.Errorf(fhir.KindInvalid, "not-supported", "only AuditEvent can be exported here").At("_type"))
-				return
-			}
-		case "_outputFormat":
-			if v != ndjson && v != "application/ndjson" && v != "ndjson" {
-				s.fail(c, fhir.Errorf(fhir.KindInvalid, "not-supported", "_outputFormat must be application/fhir+ndjson").At("_outputFormat"))
-				return
-			}
-		case "_format", "_pretty":
-		default:
-			s.fail(c, fhir.Errorf(fhir.KindInvalid, "not-supported", "unknown $export parameter %q", k).At(k))
-			return
 		}
 	}
+	// The export is a snapshot: the events up to the chain head now, not
+	// those recorded while it runs (this kick-off's own event included).
+	head, err := s.auditLog.AuditHead(c.Request.Context())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.sweepExports()
 	id := randomToken()
 	dir := filepath.Join(s.exportDir, id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -144,7 +160,7 @@ func (s *server) exportKickOff(c *gin.Context) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Hour)
-	j := &exportJob{owner: requester(c), started: s.now(), request: s.baseURL(c) + "/AuditEvent/$export", cancel: cancel, dir: dir}
+	j := &exportJob{owner: requester(c), started: s.now(), until: head.Seq, request: s.baseURL(c) + "/AuditEvent/$export", cancel: cancel, dir: dir}
 	s.exports.mu.Lock()
 	s.exports.jobs[id] = j
 	s.exports.mu.Unlock()
@@ -179,7 +195,7 @@ func (s *server) runExport(ctx context.Context, j *exportJob, since time.Time) {
 		}
 		defer f.Close()
 		w := bufio.NewWriterSize(f, 256<<10)
-		n, err := exportAudit(ctx, s.auditLog, since, w)
+		n, err := exportAudit(ctx, s.auditLog, since, j.until, w)
 		if err != nil {
 			return n, err
 		}
@@ -193,18 +209,27 @@ func (s *server) runExport(ctx context.Context, j *exportJob, since time.Time) {
 	j.mu.Unlock()
 }
 
-// exportAudit writes every stored AuditEvent recorded at or after since,
-// one per line.
-func exportAudit(ctx context.Context, log store.AuditLog, since time.Time, w io.Writer) (int, error) {
+// exportAudit writes every stored AuditEvent up to sequence number until
+// and stored at or after since, one per line.
+func exportAudit(ctx context.Context, log store.AuditLog, since time.Time, until int64, w io.Writer) (int, error) {
 	const batch = 1000
 	var after int64
 	n := 0
-	for {
+	for after < until {
 		entries, err := log.ScanAudit(ctx, after, batch)
 		if err != nil {
 			return n, fmt.Errorf("export: %w", err)
 		}
+		if len(entries) == 0 {
+			return n, nil
+		}
+		// A batch may come back short when an event's resource is gone
+		// (Verify reports that): go on until the head, not until the
+		// first short batch.
 		for _, e := range entries {
+			if e.Seq > until {
+				return n, nil
+			}
 			after = e.Seq
 			if !since.IsZero() && e.Resource.Updated.Before(since) {
 				continue
@@ -217,8 +242,36 @@ func exportAudit(ctx context.Context, log store.AuditLog, since time.Time, w io.
 			}
 			n++
 		}
-		if len(entries) < batch {
-			return n, nil
+	}
+	return n, nil
+}
+
+// sweepExports removes finished exports older than exportTTL, and export
+// directories that no job knows (an earlier process's, or a cancelled
+// one's) once they are as old.
+func (s *server) sweepExports() {
+	now := s.now()
+	s.exports.mu.Lock()
+	defer s.exports.mu.Unlock()
+	for id, j := range s.exports.jobs {
+		j.mu.Lock()
+		expired := j.done && now.Sub(j.finished) > exportTTL
+		j.mu.Unlock()
+		if expired {
+			delete(s.exports.jobs, id)
+			_ = os.RemoveAll(j.dir)
+		}
+	}
+	entries, err := os.ReadDir(s.exportDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if _, known := s.exports.jobs[e.Name()]; known {
+			continue
+		}
+		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > exportTTL {
+			_ = os.RemoveAll(filepath.Join(s.exportDir, e.Name()))
 		}
 	}
 }

@@ -178,7 +178,10 @@ func do(tb testing.TB, h *harness, method, path string, body []byte, headers ...
 		tb.Fatal(err)
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatalf("%s %s: reading the body: %v", method, path, err)
+	}
 	r := response{status: resp.StatusCode, header: resp.Header, raw: raw}
 	if len(raw) > 0 {
 		if err := json.Unmarshal(raw, &r.body); err != nil {

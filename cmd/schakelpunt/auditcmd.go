@@ -5,12 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 
 	"github.com/schakelpunt/schakelpunt/audit"
 	"github.com/schakelpunt/schakelpunt/store"
 )
 
-// auditCommand: schakelpunt audit verify [serve's store flags].
+// auditCommand: schakelpunt audit verify [serve's store flags]. Like cmp
+// and diff it exits 0 when the chain is intact, 1 when it is broken, and 2
+// when it could not be checked (bad usage, no store, a read error): a
+// script that alerts on 1 is never woken by a typo, and a typo never
+// passes for an intact log.
 func auditCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 || args[0] != "verify" {
 		fmt.Fprintln(stderr, "usage: schakelpunt audit verify [--config FILE] [--data-dir DIR] [--store embedded|mongodb] [--mongodb-uri URI]")
@@ -20,19 +26,27 @@ func auditCommand(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	if cfg.Store != "mongodb" {
+		// Opening the embedded store creates it: verifying a data
+		// directory without one would report an empty, intact log.
+		path := filepath.Join(cfg.DataDir, "schakelpunt.db")
+		if _, err := os.Stat(path); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("no embedded store to verify at %s: %w", path, err)}
+		}
+	}
 	log := newLogger(stderr, cfg.LogLevel)
 	st, err := openStore(ctx, cfg, log)
 	if err != nil {
-		return err
+		return &exitError{code: 2, err: err}
 	}
 	defer st.Close()
 	al, ok := st.(store.AuditLog)
 	if !ok {
-		return fmt.Errorf("store %s keeps no audit log", cfg.Store)
+		return &exitError{code: 2, err: fmt.Errorf("store %s keeps no audit log", cfg.Store)}
 	}
 	rep, err := audit.Verify(ctx, al)
 	if err != nil {
-		return err
+		return &exitError{code: 2, err: err}
 	}
 	if rep.OK() {
 		fmt.Fprintf(stdout, "audit chain intact: %d events checked, head %d %s\n", rep.Checked, rep.Head.Seq, rep.Head.Hash)
