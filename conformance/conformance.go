@@ -104,6 +104,9 @@ func Table() []Resource {
 			Documentation:     "The patient index: one entry per (source organisation, BSN), minimal by profile.",
 			Interactions:      crud,
 			ConditionalCreate: true, ConditionalUpdate: true, ConditionalDelete: true,
+			Operations: []Operation{
+				{Name: "ihe-pix", Definition: "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix", Type: true},
+			},
 		},
 	}
 	for i := range rows {

@@ -207,3 +207,50 @@ func TestFailClosed(t *testing.T) {
 		t.Errorf("%d events stored, want only the first create's", len(r.entries()))
 	}
 }
+
+func TestPIX(t *testing.T) {
+	h := mustServe(t)
+	for _, role := range []string{"source", "other-source"} {
+		ura := roles[role].URA
+		body := strings.ReplaceAll(string(fixture(t, "patient.json")), "90000002", ura)
+		body = strings.ReplaceAll(body, "Patient/p1", "Patient/at-"+ura)
+		if r := do(t, h.as(role), "PUT", "/Patient?identifier=http://fhir.nl/fhir/NamingSystem/bsn|999911120", []byte(body)); r.status != 201 {
+			t.Fatalf("seed: %d %s", r.status, r.raw)
+		}
+	}
+	cases := []struct {
+		role, query string
+		status      int
+		code        string
+		targets     int
+	}{
+		{"source", "sourceIdentifier=http://fhir.nl/fhir/NamingSystem/bsn|999911120", 200, "", 2},
+		{"supervisor", "sourceIdentifier=http://fhir.nl/fhir/NamingSystem/bsn|999911120", 200, "", 2},
+		{"source", "sourceIdentifier=http://fhir.nl/fhir/NamingSystem/bsn|999900006", 200, "", 0},
+		{"gp", "sourceIdentifier=http://fhir.nl/fhir/NamingSystem/bsn|999911120", 403, "forbidden", 0},
+		{"employee", "sourceIdentifier=http://fhir.nl/fhir/NamingSystem/bsn|999911120", 403, "forbidden", 0},
+		{"source", "sourceIdentifier=http://fhir.nl/fhir/NamingSystem/bsn|999911121", 400, "invalid", 0},
+		{"source", "", 400, "required", 0},
+		{"source", "targetSystem=x&sourceIdentifier=http://fhir.nl/fhir/NamingSystem/bsn|999911120", 400, "not-supported", 0},
+	}
+	for _, c := range cases {
+		t.Run(c.role+" "+c.query, func(t *testing.T) {
+			r := do(t, h.as(c.role), "GET", "/Patient/$ihe-pix?"+c.query, nil)
+			if r.status != c.status {
+				t.Fatalf("%d %s", r.status, r.raw)
+			}
+			if c.code != "" && !contains(r.issueCodes(), c.code) {
+				t.Errorf("codes %v", r.issueCodes())
+			}
+			if c.status == 200 {
+				ps, _ := r.body["parameter"].([]any)
+				if len(ps) != c.targets {
+					t.Errorf("%d targets, want %d: %s", len(ps), c.targets, r.raw)
+				}
+				if c.targets > 0 && !strings.Contains(string(r.raw), "Patient/at-90000003") {
+					t.Errorf("the other source's reference is missing: %s", r.raw)
+				}
+			}
+		})
+	}
+}

@@ -160,6 +160,7 @@ func (s *server) routes() []route {
 	}
 	rs = append(rs, s.auditRoutes()...)
 	rs = append(rs, s.profileRoutes()...)
+	rs = append(rs, s.pixRoutes()...)
 	for _, r := range conformance.Table() {
 		t := r.Type
 		if t == "StructureDefinition" {
