@@ -1,6 +1,6 @@
 // Package access decides who may do what at the switching point: the
 // identity a UZI certificate carries (Principal, ParseUZI), the role policy
-// as data (Policy, Decide) and, later, the consent evaluation. Every
+// as data (Policy, Decide) and, the consent decision (consent.go): pure functions with reasons. Every
 // decision is a pure function of its inputs and returns its reasons, so
 // that it can be recorded in the AuditEvent and reviewed as a table.
 //
