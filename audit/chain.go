@@ -16,11 +16,9 @@ import (
 // without meta (the store's bookkeeping) and without the chain link
 // itself, with object keys sorted and no insignificant white space.
 func Canonical(body []byte) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var doc map[string]any
-	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("audit: canonical: %w", err)
+	doc, err := decodeDoc(body)
+	if err != nil {
+		return nil, err
 	}
 	delete(doc, "meta")
 	if exts, ok := doc["extension"].([]any); ok {
@@ -37,6 +35,23 @@ func Canonical(body []byte) ([]byte, error) {
 			doc["extension"] = kept
 		}
 	}
+	return canonicalDoc(doc)
+}
+
+// decodeDoc decodes a resource's JSON, keeping numbers as written.
+func decodeDoc(body []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var doc map[string]any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("audit: canonical: %w", err)
+	}
+	return doc, nil
+}
+
+// canonicalDoc encodes a decoded document with object keys sorted, no
+// insignificant white space and no HTML escaping.
+func canonicalDoc(doc map[string]any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -56,14 +71,48 @@ func Link(prev string, canonical []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// withChain adds the chain link to a rendered event as an extension.
-func withChain(ae auditEvent, seq int64, prev, hash string) ([]byte, error) {
+// chainLink is the chain link extension of an event.
+func chainLink(seq int64, prev, hash string) extension {
 	link := []extension{{URL: "seq", ValueString: strconv.FormatInt(seq, 10)}}
 	if prev != "" { // the first event has no previous link
 		link = append(link, extension{URL: "previous", ValueString: prev})
 	}
 	link = append(link, extension{URL: "hash", ValueString: hash})
-	ae.Extension = append(ae.Extension, extension{URL: ChainExtension, Extension: link})
+	return extension{URL: ChainExtension, Extension: link}
+}
+
+// withChain renders an event with its chain link as its first extension.
+// content is json.Marshal(ae): the link is spliced into it when it has the
+// shape encoding/json gives an auditEvent (resourceType, id, then the
+// extensions if any), else ae is marshalled again.
+func withChain(ae auditEvent, content []byte, seq int64, prev, hash string) ([]byte, error) {
+	ext := chainLink(seq, prev, hash)
+	link, err := json.Marshal(ext)
+	if err != nil {
+		return nil, err
+	}
+	id, err := json.Marshal(ae.ID)
+	if err != nil {
+		return nil, err
+	}
+	prefix := `{"resourceType":"AuditEvent","id":` + string(id) + `,`
+	if len(content) > len(prefix) && string(content[:len(prefix)]) == prefix {
+		rest := content[len(prefix):]
+		const open = `"extension":[`
+		body := make([]byte, 0, len(content)+len(link)+len(open)+2)
+		body = append(body, prefix...)
+		body = append(body, open...)
+		body = append(body, link...)
+		if len(ae.Extension) > 0 && bytes.HasPrefix(rest, []byte(open)) {
+			body = append(body, ',')
+			body = append(body, rest[len(open):]...)
+		} else {
+			body = append(body, "],"...)
+			body = append(body, rest...)
+		}
+		return body, nil
+	}
+	ae.Extension = append([]extension{ext}, ae.Extension...)
 	return json.Marshal(ae)
 }
 

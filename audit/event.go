@@ -76,12 +76,13 @@ type Event struct {
 	Observer    string // the switching point's name or URL
 }
 
-// ActionOf maps an interaction to AuditEvent.action.
+// ActionOf maps an interaction to AuditEvent.action, as IHE BALP does:
+// a read is R, a search (and a further page of one) a query, E.
 func ActionOf(interaction string) string {
 	switch interaction {
 	case "create":
 		return "C"
-	case "read", "vread", "search-type", "history-instance", "history-type", "capabilities", "page":
+	case "read", "vread", "history-instance", "history-type", "capabilities":
 		return "R"
 	case "update":
 		return "U"
@@ -103,8 +104,47 @@ const (
 	systemDetail      = "http://schakelpunt.nl/fhir/CodeSystem/audit-detail"
 	// ChainExtension is the URL of the hash-chain link on each event.
 	ChainExtension = "http://schakelpunt.nl/fhir/StructureDefinition/audit-chain"
-	// CategoryExtension is the URL of the data category on an event.
+	// InteractionExtension is the URL of the extension that keeps our own
+	// name of the interaction (valueCoding in SystemInteraction) when it is
+	// not itself a restful-interaction code: "$verify", "page", "unknown",
+	// "retention". The subtype then carries the nearest restful-interaction
+	// code (see SubtypeOf).
+	InteractionExtension = "http://schakelpunt.nl/fhir/StructureDefinition/audit-interaction"
+	// SystemInteraction is the code system of our interaction names.
+	SystemInteraction = "http://schakelpunt.nl/fhir/CodeSystem/interaction"
+	// systemClient identifies a client without a usable certificate by its
+	// network address; systemComponent a part of the switching point that
+	// acts on its own (retention).
+	systemClient    = "http://schakelpunt.nl/fhir/NamingSystem/network-address"
+	systemComponent = "http://schakelpunt.nl/fhir/NamingSystem/system-component"
 )
+
+// restfulInteractions are the codes of http://hl7.org/fhir/restful-interaction
+// (R4) that our AuditEvent profile admits as subtype.
+var restfulInteractions = map[string]bool{
+	"read": true, "vread": true, "update": true, "patch": true, "delete": true,
+	"history": true, "history-instance": true, "history-type": true, "history-system": true,
+	"create": true, "search": true, "search-type": true, "search-system": true,
+	"capabilities": true, "transaction": true, "batch": true, "operation": true,
+}
+
+// SubtypeOf maps an interaction name to the restful-interaction code of
+// AuditEvent.subtype: the name itself when it is one; operation for an
+// operation ("$summary") and for a request that matched no interaction
+// ("unknown", ""); search for a further page of a search or history
+// ("page"); delete for retention. ours reports whether the name is not
+// itself the code, and is then kept in InteractionExtension.
+func SubtypeOf(interaction string) (code string, ours bool) {
+	switch {
+	case restfulInteractions[interaction]:
+		return interaction, false
+	case interaction == "page":
+		return "search", true
+	case interaction == "retention":
+		return "delete", true
+	}
+	return "operation", true
+}
 
 type coding struct {
 	System  string `json:"system,omitempty"`
@@ -167,6 +207,7 @@ type source struct {
 type extension struct {
 	URL         string      `json:"url"`
 	ValueString string      `json:"valueString,omitempty"`
+	ValueCoding *coding     `json:"valueCoding,omitempty"`
 	Extension   []extension `json:"extension,omitempty"`
 }
 
@@ -188,26 +229,35 @@ type auditEvent struct {
 
 // build renders the event as an AuditEvent without its chain link.
 func (e *Event) build() auditEvent {
+	interaction := e.Interaction
+	if interaction == "" {
+		interaction = "unknown"
+	}
+	observer := e.Observer
+	if observer == "" {
+		observer = "Schakelpunt"
+	}
+	code, ours := SubtypeOf(interaction)
 	ae := auditEvent{
 		ResourceType: "AuditEvent",
 		ID:           e.ID,
 		Type:         coding{System: systemAuditType, Code: "rest", Display: "RESTful Operation"},
-		Subtype:      []coding{{System: systemInteraction, Code: e.Interaction}},
+		Subtype:      []coding{{System: systemInteraction, Code: code}},
 		Action:       e.Action,
 		Recorded:     fhir.FormatInstant(e.Recorded),
 		Outcome:      OutcomeOf(e.Status),
 		OutcomeDesc:  e.Description,
 		Source: source{
 			Site:     "Schakelpunt",
-			Observer: reference{Display: e.Observer},
+			Observer: reference{Display: observer},
 			Type:     []coding{{System: systemSourceType, Code: "4", Display: "Application Server"}},
 		},
 	}
-	if ae.Action == "" {
-		ae.Action = ActionOf(e.Interaction)
+	if ours {
+		ae.Extension = append(ae.Extension, extension{URL: InteractionExtension, ValueCoding: &coding{System: SystemInteraction, Code: interaction}})
 	}
-	if e.Interaction != "" && e.Interaction[0] == '$' {
-		ae.Subtype[0] = coding{System: "http://schakelpunt.nl/fhir/CodeSystem/operation", Code: e.Interaction}
+	if ae.Action == "" {
+		ae.Action = ActionOf(interaction)
 	}
 	if e.PatientBSN != "" {
 		ae.PurposeOfEvent = []concept{{Coding: []coding{{System: systemActReason, Code: "TREAT", Display: "treatment"}}}}
@@ -228,6 +278,9 @@ func (e *Event) build() auditEvent {
 		})
 	}
 	for _, r := range e.Resources {
+		if r == "" {
+			continue
+		}
 		ae.Entity = append(ae.Entity, entity{
 			What: &reference{Reference: r},
 			Type: &coding{System: systemEntityType, Code: "2", Display: "System Object"},
@@ -235,13 +288,20 @@ func (e *Event) build() auditEvent {
 		})
 	}
 	for _, s := range e.Sources {
-		ae.Entity = append(ae.Entity, entity{
-			What:        &reference{Type: "Organization", Identifier: &identifier{System: fhir.SystemURA, Value: s.URA}, Display: s.Name},
+		src := entity{
+			What:        &reference{Type: "Organization", Display: s.Name},
 			Type:        &coding{System: systemEntityType, Code: "2", Display: "System Object"},
 			Role:        &coding{System: systemObjectRole, Code: "13", Display: "Security Resource"},
 			Description: s.URL,
-			Detail:      []detail{{Type: "result-count", ValueString: strconv.Itoa(s.Count)}, {Type: "result", ValueString: s.Outcome}},
-		})
+			Detail:      []detail{{Type: "result-count", ValueString: strconv.Itoa(s.Count)}},
+		}
+		if s.URA != "" {
+			src.What.Identifier = &identifier{System: fhir.SystemURA, Value: s.URA}
+		}
+		if s.Outcome != "" {
+			src.Detail = append(src.Detail, detail{Type: "result", ValueString: s.Outcome})
+		}
+		ae.Entity = append(ae.Entity, src)
 	}
 	if e.Permit != nil || e.Category != "" {
 		d := entity{
@@ -258,6 +318,9 @@ func (e *Event) build() auditEvent {
 			d.Detail = append(d.Detail, detail{Type: "decision", ValueString: v})
 		}
 		for _, r := range e.Reasons {
+			if r == "" {
+				continue
+			}
 			d.Detail = append(d.Detail, detail{Type: "reason", ValueString: r})
 		}
 		if e.Category != "" {
@@ -273,18 +336,24 @@ func (e *Event) agents() []agent {
 	if a != nil && a.System != "" {
 		return []agent{{
 			Type:      &concept{Coding: []coding{{System: "http://dicom.nema.org/resources/ontology/DCM", Code: "110150", Display: "Application"}}},
-			Who:       reference{Display: a.System},
+			Who:       reference{Identifier: &identifier{System: systemComponent, Value: a.System}, Display: a.System},
 			Requestor: true,
 		}}
 	}
 	if a == nil || (a.UZINumber == "" && a.BSN == "") {
+		// No usable identity: the network address is all we know (the
+		// profile wants an identifier on every agent).
 		addr := ""
 		if a != nil {
 			addr = a.Address
 		}
+		value := addr
+		if value == "" {
+			value = "unknown"
+		}
 		return []agent{{
 			Type:      &concept{Coding: []coding{{System: systemPartType, Code: "IRCP", Display: "information recipient"}}},
-			Who:       reference{Display: "unidentified client"},
+			Who:       reference{Identifier: &identifier{System: systemClient, Value: value}, Display: "unidentified client"},
 			Requestor: true,
 			Network:   netOf(addr),
 		}}
@@ -303,13 +372,22 @@ func (e *Event) agents() []agent {
 	}
 	person := agent{
 		Type:      &concept{Coding: []coding{{System: systemPartType, Code: "IRCP", Display: "information recipient"}}},
-		Role:      []concept{{Coding: []coding{{System: fhir.SystemUZIRole, Code: a.Role}}, Text: "UZI card " + a.CardType}},
 		Who:       reference{Identifier: &identifier{System: system, Value: a.UZINumber}, Display: a.Name},
 		Requestor: true,
 		Network:   netOf(a.Address),
 	}
+	if a.Role != "" {
+		role := concept{Coding: []coding{{System: fhir.SystemUZIRole, Code: a.Role}}}
+		if a.CardType != "" {
+			role.Text = "UZI card " + a.CardType
+		}
+		person.Role = append(person.Role, role)
+	}
 	if a.AGB != "" && a.AGB != "00000000" {
 		person.Role = append(person.Role, concept{Coding: []coding{{System: fhir.SystemAGB, Code: a.AGB}}})
+	}
+	if a.URA == "" {
+		return []agent{person}
 	}
 	org := agent{
 		Type:      &concept{Coding: []coding{{System: systemPartType, Code: "PROV", Display: "healthcare provider"}}},

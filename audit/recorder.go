@@ -1,14 +1,15 @@
 package audit
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"sync"
 	"time"
 
@@ -53,7 +54,40 @@ type Recorder struct {
 
 type pending struct {
 	ev    Event
+	r     rendered
 	reply chan error
+}
+
+// rendered is an event made ready for the chain by its caller, in
+// parallel with the others: only linking it is left to the recorder.
+type rendered struct {
+	ae      auditEvent
+	content []byte     // json.Marshal(ae)
+	canon   []byte     // the canonical form the chain link covers
+	terms   fhir.Terms // its index terms
+}
+
+// render builds the AuditEvent of ev, its canonical form and its terms.
+// The event is decoded once: the same document gives both.
+func render(ev *Event) (rendered, error) {
+	ae := ev.build()
+	content, err := json.Marshal(ae)
+	if err != nil {
+		return rendered{}, fmt.Errorf("audit: render: %w", err)
+	}
+	doc, err := decodeDoc(content)
+	if err != nil {
+		return rendered{}, err
+	}
+	// content has neither meta nor the chain link: its canonical form is
+	// that of the stored body (see Canonical).
+	canon, err := canonicalDoc(doc)
+	if err != nil {
+		return rendered{}, err
+	}
+	// The chain link is in no search parameter's path: the terms of
+	// content are those of the stored body.
+	return rendered{ae: ae, content: content, canon: canon, terms: fhir.ExtractTerms("AuditEvent", doc)}, nil
 }
 
 // NewRecorder starts a recorder on log.
@@ -73,7 +107,7 @@ func NewRecorder(log store.AuditLog, opts Options) *Recorder {
 		r.now = time.Now
 	}
 	if r.newID == nil {
-		r.newID = randomID
+		r.newID = timeOrderedID
 	}
 	if r.observer == "" {
 		r.observer = "Schakelpunt"
@@ -83,9 +117,17 @@ func NewRecorder(log store.AuditLog, opts Options) *Recorder {
 	return r
 }
 
-func randomID() string {
+// timeOrderedID is the default event id: 16 hex digits of the time in
+// nanoseconds, then 16 random ones. Ids in creation order keep the
+// store's indexes on (term, id) and (type, id) appending at the end of
+// each term's range instead of touching a random page per term per event
+// (with random ids a batch of events dirtied hundreds of pages, and the
+// write-ahead log grew by ~100 KB per event). The random half keeps ids
+// unique across instances.
+func timeOrderedID() string {
 	b := make([]byte, 16)
-	_, _ = rand.Read(b)
+	binary.BigEndian.PutUint64(b, uint64(time.Now().UnixNano()))
+	_, _ = rand.Read(b[8:])
 	return hex.EncodeToString(b)
 }
 
@@ -102,7 +144,11 @@ func (r *Recorder) Record(ctx context.Context, ev Event) (string, error) {
 	if ev.Observer == "" {
 		ev.Observer = r.observer
 	}
-	p := &pending{ev: ev, reply: make(chan error, 1)}
+	rd, err := render(&ev)
+	if err != nil {
+		return "", unavailable(err)
+	}
+	p := &pending{ev: ev, r: rd, reply: make(chan error, 1)}
 	r.mu.RLock()
 	if r.close {
 		r.mu.RUnlock()
@@ -146,17 +192,17 @@ func (r *Recorder) run() {
 	batch := make([]*pending, 0, r.maxBatch)
 	for {
 		var first *pending
+		stopping := false
 		select {
 		case first = <-r.queue:
 		case <-r.stop:
-			// Drain what was queued before Close.
-			for {
-				select {
-				case p := <-r.queue:
-					r.commit([]*pending{p})
-				default:
-					return
-				}
+			// Close holds the lock while it closes stop, so nothing is
+			// queued after: write what is there, in batches.
+			stopping = true
+			select {
+			case first = <-r.queue:
+			default:
+				return
 			}
 		}
 		batch = append(batch[:0], first)
@@ -170,16 +216,32 @@ func (r *Recorder) run() {
 			}
 		}
 		r.commit(batch)
+		clear(batch)
+		if stopping {
+			for len(r.queue) > 0 {
+				batch = batch[:0]
+				for len(batch) < r.maxBatch && len(r.queue) > 0 {
+					batch = append(batch, <-r.queue)
+				}
+				r.commit(batch)
+				clear(batch)
+			}
+			return
+		}
 	}
 }
+
+// commitTimeout bounds one batch: its writes and its retries after
+// conflicts with other instances writing the same chain.
+const commitTimeout = 30 * time.Second
 
 // commit chains and appends a batch, retrying when another writer moved
 // the chain, and answers every waiter.
 func (r *Recorder) commit(batch []*pending) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
 	var err error
-	for attempt := 0; attempt < 8; attempt++ {
+	for attempt := 0; ; attempt++ {
 		if !r.headKnown {
 			if r.head, err = r.log.AuditHead(ctx); err != nil {
 				break
@@ -200,6 +262,17 @@ func (r *Recorder) commit(batch []*pending) {
 		if !errors.Is(err, store.ErrChainConflict) {
 			break
 		}
+		// Another instance appended first. Reload its head and try again,
+		// after a random pause that grows with the attempts so that two
+		// instances in step fall out of it.
+		pause := time.Duration(mrand.Int64N(int64(time.Millisecond) << min(attempt, 6)))
+		select {
+		case <-ctx.Done():
+			err = fmt.Errorf("audit: chain conflicts for %s: %w", commitTimeout, err)
+		case <-time.After(pause):
+			continue
+		}
+		break
 	}
 	if err != nil {
 		r.logger.Error("audit write failed", slog.Int("events", len(batch)), slog.Any("err", err))
@@ -209,35 +282,20 @@ func (r *Recorder) commit(batch []*pending) {
 	}
 }
 
-// chain renders the batch as records linked onto head.
+// chain links the rendered batch onto head.
 func (r *Recorder) chain(head store.ChainHead, batch []*pending) ([]store.AuditRecord, error) {
 	recs := make([]store.AuditRecord, 0, len(batch))
 	seq, prev := head.Seq, head.Hash
 	for _, p := range batch {
-		ae := p.ev.build()
-		content, err := json.Marshal(ae)
-		if err != nil {
-			return nil, fmt.Errorf("audit: render: %w", err)
-		}
-		canon, err := Canonical(content)
-		if err != nil {
-			return nil, err
-		}
 		seq++
-		hash := Link(prev, canon)
-		body, err := withChain(ae, seq, prev, hash)
+		hash := Link(prev, p.r.canon)
+		body, err := withChain(p.r.ae, p.r.content, seq, prev, hash)
 		if err != nil {
-			return nil, fmt.Errorf("audit: render: %w", err)
-		}
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.UseNumber()
-		var doc map[string]any
-		if err := dec.Decode(&doc); err != nil {
 			return nil, fmt.Errorf("audit: render: %w", err)
 		}
 		recs = append(recs, store.AuditRecord{
 			Seq: seq, Prev: prev, Hash: hash, Recorded: p.ev.Recorded,
-			Write: store.Write{Type: "AuditEvent", ID: p.ev.ID, Body: body, Terms: fhir.ExtractTerms("AuditEvent", doc)},
+			Write: store.Write{Type: "AuditEvent", ID: p.ev.ID, Body: body, Terms: p.r.terms},
 		})
 		prev = hash
 	}

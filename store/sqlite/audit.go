@@ -1,12 +1,16 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/schakelpunt/schakelpunt/fhir"
 	"github.com/schakelpunt/schakelpunt/store"
 )
 
@@ -19,36 +23,188 @@ func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord) er
 	if len(records) == 0 {
 		return nil
 	}
-	for _, r := range records {
+	for i, r := range records {
 		if r.Write.Type != "AuditEvent" || r.Write.ID == "" {
 			return errors.New("sqlite: audit records are AuditEvents with an id")
+		}
+		if i > 0 {
+			if err := follows(r, records[i-1].Seq, records[i-1].Hash); err != nil {
+				return err
+			}
 		}
 	}
 	return s.do(ctx, &op{ctx: ctx, kind: opAudit, audit: records}).err
 }
 
+// follows reports ErrChainConflict unless r is the link after (seq, hash).
+func follows(r store.AuditRecord, seq int64, hash string) error {
+	if r.Seq != seq+1 || r.Prev != hash {
+		return fmt.Errorf("sqlite: audit record %d does not follow %d: %w", r.Seq, seq, store.ErrChainConflict)
+	}
+	return nil
+}
+
 // applyAudit runs in the writer goroutine, inside the op's savepoint: all
-// records or none.
-func (s *Store) applyAudit(ctx context.Context, recs []store.AuditRecord) error {
+// records or none. The whole chain is checked before anything is written,
+// so that a conflict is refused untouched.
+func (s *Store) applyAudit(ctx context.Context, recs []store.AuditRecord) (err error) {
 	head, err := mark(ctx, s.wconn, "head")
 	if err != nil {
 		return err
 	}
 	seq, prev := head.Seq, head.Hash
 	for _, r := range recs {
-		if r.Seq != seq+1 || r.Prev != prev {
-			return fmt.Errorf("sqlite: audit record %d does not follow %d: %w", r.Seq, seq, store.ErrChainConflict)
-		}
-		if _, err := s.apply(ctx, &op{ctx: ctx, kind: opCreate, w: r.Write}); err != nil {
+		if err := follows(r, seq, prev); err != nil {
 			return err
-		}
-		if _, err := s.wconn.ExecContext(ctx, `INSERT INTO audit_chain (seq, id, prev, hash, recorded) VALUES (?, ?, ?, ?, ?)`,
-			r.Seq, r.Write.ID, r.Prev, r.Hash, micros(r.Recorded)); err != nil {
-			return fmt.Errorf("sqlite: audit chain %d: %w", r.Seq, err)
 		}
 		seq, prev = r.Seq, r.Hash
 	}
+	defer func() {
+		if err != nil {
+			// The savepoint rolls back what the records before this one
+			// wrote, sort parameters listed on the way included; a refusal
+			// (a taken id, say) is no longer "before any change".
+			s.listed = nil
+		}
+	}()
+	for i := 0; i < len(recs); {
+		for _, r := range recs[i:min(i+rowsPerInsert, len(recs))] {
+			if err := s.createAudit(ctx, r.Write); err != nil {
+				return fmt.Errorf("sqlite: audit record %d: %w", r.Seq, err)
+			}
+		}
+		n, err := s.insertChain(ctx, recs[i:])
+		if err != nil {
+			return err
+		}
+		i += n
+	}
 	return setMark(ctx, s.wconn, "head", seq, prev)
+}
+
+// createAudit stores version 1 of an AuditEvent: what apply does for a
+// create (write.go), with a faster stamp for the compact bodies the
+// recorder writes (see stampAudit). TestAuditRowsAsCreate checks that it
+// writes the rows Create does.
+func (s *Store) createAudit(ctx context.Context, w store.Write) error {
+	var (
+		cur, curUpdated int64
+		curDeleted      bool
+	)
+	err := s.wst.selCurrent.QueryRowContext(ctx, w.Type, w.ID).Scan(&cur, &curUpdated, &curDeleted)
+	switch {
+	case err == nil:
+		return fmt.Errorf("sqlite: create %s/%s: %w", w.Type, w.ID, store.ErrExists)
+	case !errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("sqlite: read current %s/%s: %w", w.Type, w.ID, err)
+	}
+	updated := s.nextUpdated()
+	res, terms, err := stampAudit(w, 1, updated)
+	if err != nil {
+		return fmt.Errorf("sqlite: stamp %s/%s: %w", w.Type, w.ID, err)
+	}
+	lu, err := splitTerms(&terms)
+	if err != nil {
+		return fmt.Errorf("sqlite: %s/%s: %w", w.Type, w.ID, err)
+	}
+	for _, p := range s.dateParams(w.Type) {
+		if err := s.ensureSortKeys(ctx, w.Type, p); err != nil {
+			return err
+		}
+	}
+	if _, err := s.wst.insVersion.ExecContext(ctx, micros(updated), w.Type, w.ID, res.Version, false, res.Body, nullBytes(encodeTerms(terms.Strings))); err != nil {
+		return fmt.Errorf("sqlite: insert version %s/%s/%d: %w", w.Type, w.ID, res.Version, err)
+	}
+	if _, err := s.wst.upsCurrent.ExecContext(ctx, w.Type, w.ID, res.Version, micros(updated), false, lu.Lo, lu.Hi); err != nil {
+		return fmt.Errorf("sqlite: set current %s/%s: %w", w.Type, w.ID, err)
+	}
+	if err := s.insertTerms(ctx, w.Type, w.ID, terms); err != nil {
+		return err
+	}
+	return s.insertSortKeys(ctx, w.Type, w.ID, terms.Dates)
+}
+
+// stampStub is the smallest resource store.Stamp accepts: stamping it
+// gives the id and meta of a version (and its terms, which do not depend
+// on the body) without parsing the body.
+var stampStub = []byte(`{"resourceType":"AuditEvent"}`)
+
+// stampAudit is store.Stamp, byte for byte, without its JSON parse of the
+// body (a third of the cost of storing an event) when the body is one the
+// recorder writes: compact JSON that starts with resourceType and id, with
+// no meta, one id and one resourceType, and nothing that Stamp would write
+// differently (HTML characters, escapes, non-ASCII). Then the stamped body
+// is the body with meta put after id. Any other body goes to store.Stamp.
+func stampAudit(w store.Write, version int64, updated time.Time) (store.Resource, fhir.Terms, error) {
+	body, ok := w.Body, w.Type == "AuditEvent"
+	id, err := json.Marshal(w.ID)
+	if err != nil {
+		return store.Resource{}, fhir.Terms{}, err
+	}
+	prefix := `{"resourceType":"AuditEvent","id":` + string(id) + `,`
+	ok = ok && len(body) > len(prefix) && string(body[:len(prefix)]) == prefix &&
+		bytes.Count(body, []byte(`"id":`)) == 1 && bytes.Count(body, []byte(`"resourceType":`)) == 1 &&
+		!bytes.Contains(body, []byte(`"meta"`)) && plain(body)
+	if ok {
+		var compact bytes.Buffer
+		compact.Grow(len(body))
+		ok = json.Compact(&compact, body) == nil && bytes.Equal(compact.Bytes(), body)
+	}
+	if !ok {
+		return store.Stamp(w, version, updated)
+	}
+	stub, terms, err := store.Stamp(store.Write{Type: w.Type, ID: w.ID, Body: stampStub, Terms: w.Terms}, version, updated)
+	if err != nil {
+		return store.Resource{}, fhir.Terms{}, err
+	}
+	// stub.Body is {"resourceType":"AuditEvent","id":…,"meta":{…}}: open
+	// it up and go on with the members after id.
+	stamped := make([]byte, 0, len(stub.Body)+len(body)-len(prefix)+1)
+	stamped = append(stamped, stub.Body[:len(stub.Body)-1]...)
+	stamped = append(stamped, ',')
+	stamped = append(stamped, body[len(prefix):]...)
+	stub.Body = stamped
+	return stub, terms, nil
+}
+
+// plain reports whether b is ASCII without backslashes and the characters
+// encoding/json escapes for HTML: its strings re-encode as they are.
+func plain(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// chainInsert adds rowsPerInsert chain rows. (Not prepared: the writer's
+// prepared statements live in write.go; one statement per 16 events keeps
+// the cost of preparing it small.)
+var chainInsert = chainInsertSQL(rowsPerInsert)
+
+func chainInsertSQL(n int) string {
+	return "INSERT INTO audit_chain (seq, id, prev, hash, recorded) VALUES " + strings.Repeat("(?, ?, ?, ?, ?), ", n-1) + "(?, ?, ?, ?, ?)"
+}
+
+// insertChain adds the chain rows of up to rowsPerInsert records in one
+// statement and returns how many it added.
+func (s *Store) insertChain(ctx context.Context, recs []store.AuditRecord) (int, error) {
+	n := min(len(recs), rowsPerInsert)
+	args := s.wargs[:0]
+	for _, r := range recs[:n] {
+		args = append(args, r.Seq, r.Write.ID, r.Prev, r.Hash, micros(r.Recorded))
+	}
+	q := chainInsert
+	if n < rowsPerInsert {
+		q = chainInsertSQL(n)
+	}
+	_, err := s.wconn.ExecContext(ctx, q, args...)
+	s.wargs = args[:0]
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: audit chain %d: %w", recs[0].Seq, err)
+	}
+	return n, nil
 }
 
 type queryer interface {
@@ -99,12 +255,15 @@ func (s *Store) AuditCheckpoint(ctx context.Context) (store.ChainHead, error) {
 	return mark(ctx, s.rdb, "checkpoint")
 }
 
-// ScanAudit returns chained events after a sequence number, in order. An
-// event whose resource is gone from the store is left out: Verify sees
-// the gap.
+// ScanAudit returns chained events after a sequence number, in order; a
+// limit of 0 or less means all. An event whose resource is gone from the
+// store is left out: Verify sees the gap.
 func (s *Store) ScanAudit(ctx context.Context, after int64, limit int) ([]store.AuditEntry, error) {
 	if s.isClosed.Load() {
 		return nil, store.ErrClosed
+	}
+	if limit <= 0 {
+		limit = -1
 	}
 	rows, err := s.rdb.QueryContext(ctx, `
 		SELECT a.seq, a.prev, a.hash, a.id, v.version, v.updated, v.body
@@ -133,11 +292,14 @@ func (s *Store) ScanAudit(ctx context.Context, after int64, limit int) ([]store.
 	return out, nil
 }
 
-// purgeChunk is the most events one retention transaction removes.
-const purgeChunk = 2000
+// purgeChunk is the most events one retention transaction removes. The
+// writer does nothing else meanwhile, so it bounds how long retention
+// holds up other writes: about 0.1-0.3 s for 500 events (tests lower it).
+var purgeChunk = 500
 
 // PurgeAudit removes events recorded before cutoff, oldest first, a chunk
-// per commit, moving the checkpoint with each.
+// per commit, moving the checkpoint with each. Other writes go between the
+// chunks.
 func (s *Store) PurgeAudit(ctx context.Context, cutoff time.Time) (int, error) {
 	total := 0
 	for {
@@ -151,61 +313,62 @@ func (s *Store) PurgeAudit(ctx context.Context, cutoff time.Time) (int, error) {
 
 // applyPurge removes up to purgeChunk events from the start of the chain
 // that were recorded before cutoff; the checkpoint becomes the link of the
-// last one removed.
+// last one removed. Only a prefix of the chain goes, so that what is left
+// runs without a gap from the checkpoint to the head.
 func (s *Store) applyPurge(ctx context.Context, cutoff int64) (int, error) {
-	rows, err := s.wconn.QueryContext(ctx, `SELECT seq, id, hash, recorded FROM audit_chain ORDER BY seq LIMIT ?`, purgeChunk)
+	rows, err := s.wconn.QueryContext(ctx, `
+		SELECT a.seq, a.id, a.hash, a.recorded, c.updated, c.deleted
+		FROM audit_chain a LEFT JOIN current c ON c.type = 'AuditEvent' AND c.id = a.id
+		ORDER BY a.seq LIMIT ?`, purgeChunk)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: purge audit: %w", err)
 	}
 	type victim struct {
-		seq  int64
-		id   string
-		hash string
+		seq     int64
+		id      string
+		hash    string
+		updated sql.NullInt64 // of the current version; NULL when it is gone
+		deleted sql.NullBool
 	}
 	var victims []victim
 	for rows.Next() {
 		var v victim
 		var recorded int64
-		if err := rows.Scan(&v.seq, &v.id, &v.hash, &recorded); err != nil {
+		if err := rows.Scan(&v.seq, &v.id, &v.hash, &recorded, &v.updated, &v.deleted); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("sqlite: purge audit: %w", err)
 		}
 		if recorded >= cutoff {
-			break // the chain's order: nothing after this one is older
+			break // the chain's order: a prefix goes, up to the first kept
 		}
 		victims = append(victims, v)
 	}
-	rows.Close()
-	for _, v := range victims {
-		var updated int64
-		err := s.wconn.QueryRowContext(ctx, `SELECT updated FROM current WHERE type = 'AuditEvent' AND id = ?`, v.id).Scan(&updated)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-		case err != nil:
-			return 0, fmt.Errorf("sqlite: purge audit: %w", err)
-		default:
-			if err := s.dropSortKeys(ctx, "AuditEvent", v.id); err != nil {
-				return 0, err
-			}
-			if err := s.dropTerms(ctx, "AuditEvent", v.id, updated); err != nil {
-				return 0, err
-			}
-		}
-		for _, q := range []string{
-			`DELETE FROM versions WHERE type = 'AuditEvent' AND id = ?`,
-			`DELETE FROM current WHERE type = 'AuditEvent' AND id = ?`,
-		} {
-			if _, err := s.wconn.ExecContext(ctx, q, v.id); err != nil {
-				return 0, fmt.Errorf("sqlite: purge audit: %w", err)
-			}
-		}
-		if _, err := s.wconn.ExecContext(ctx, `DELETE FROM audit_chain WHERE seq = ?`, v.seq); err != nil {
-			return 0, fmt.Errorf("sqlite: purge audit: %w", err)
-		}
+	if err := rows.Close(); err != nil {
+		return 0, fmt.Errorf("sqlite: purge audit: %w", err)
 	}
 	if len(victims) == 0 {
 		return 0, nil
 	}
+	for _, v := range victims {
+		if !v.updated.Valid || v.deleted.Bool {
+			continue // no terms or sort keys to drop
+		}
+		if err := s.dropSortKeys(ctx, "AuditEvent", v.id); err != nil {
+			return 0, err
+		}
+		if err := s.dropTerms(ctx, "AuditEvent", v.id, v.updated.Int64); err != nil {
+			return 0, err
+		}
+	}
 	last := victims[len(victims)-1]
+	for _, q := range []string{
+		`DELETE FROM versions WHERE type = 'AuditEvent' AND id IN (SELECT id FROM audit_chain WHERE seq <= ?)`,
+		`DELETE FROM current WHERE type = 'AuditEvent' AND id IN (SELECT id FROM audit_chain WHERE seq <= ?)`,
+		`DELETE FROM audit_chain WHERE seq <= ?`,
+	} {
+		if _, err := s.wconn.ExecContext(ctx, q, last.seq); err != nil {
+			return 0, fmt.Errorf("sqlite: purge audit: %w", err)
+		}
+	}
 	return len(victims), setMark(ctx, s.wconn, "checkpoint", last.seq, last.hash)
 }
