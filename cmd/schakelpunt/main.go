@@ -51,6 +51,7 @@ const usage = `usage: schakelpunt <command> [flags]
 commands:
   serve     run the switching point
   ca        the development and test PKI (init, issue, revoke)
+  source    a reference source FHIR server (a GP or pharmacy system) over mutual TLS
   audit     verify the access log's hash chain
   validate  validate FHIR JSON files against the base spec and our profiles
   version   print the version
@@ -68,6 +69,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return serve(ctx, args[1:], stderr, getenv)
 	case "ca":
 		return caCommand(args[1:], stdout, stderr)
+	case "source":
+		return sourceCommand(ctx, args[1:], stderr, getenv)
 	case "validate":
 		return validateCommand(ctx, args[1:], stdout, stderr)
 	case "audit":
