@@ -90,8 +90,9 @@ func TestValidateFixtures(t *testing.T) {
 			"not-supported Patient.meta.profile[0]",
 		}},
 		{file: "patient-invalid-base.json", profile: ProfileIndexPatient, errors: []string{
-			"structure Patient",
-			"structure Patient.gender",
+			"structure Patient.favouriteColour", // the codec: unknown element
+			"structure Patient.gender",          // the profile: 0..0
+			"value Patient.gender",              // the codec: not a code of the binding
 		}},
 		{file: "patient-valid.json", profile: ProfileConsent, errors: []string{"processing "}},
 		{file: "patient-valid.json", profile: "http://example.org/StructureDefinition/unknown", errors: []string{"not-supported "}},
@@ -134,8 +135,8 @@ func TestValidateFixtures(t *testing.T) {
 			"required MedicationDispense.subject",
 		}},
 		{file: "md-invalid-type.json", source: true, errors: []string{
-			"structure MedicationDispense", // the codec: unknown field
-			"structure MedicationDispense.medication",
+			"structure MedicationDispense.medication",       // the profile: medication[x] required
+			"structure MedicationDispense.medicationString", // the codec: not a choice of medication[x]
 		}},
 		{file: "md-invalid.json", errors: []string{ // base only: the Go checks still apply
 			"invariant MedicationDispense.dosageInstruction[0].timing.repeat.boundsPeriod.start",
