@@ -1,0 +1,166 @@
+package federation
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/schakelpunt/schakelpunt/access"
+	"github.com/schakelpunt/schakelpunt/access/mtls"
+	"github.com/schakelpunt/schakelpunt/audit"
+	"github.com/schakelpunt/schakelpunt/fhir"
+	"github.com/schakelpunt/schakelpunt/store"
+)
+
+// Data categories a source provides (DESIGN.md section 8).
+const (
+	CategoryMedication = "medication"
+	CategoryGPSummary  = "gp-summary"
+)
+
+// Source is a registered source system.
+type Source struct {
+	URA        string
+	Name       string
+	BaseURL    string   // its FHIR base, e.g. https://127.0.0.1:9102/fhir/R4
+	Categories []string // CategoryMedication, CategoryGPSummary
+}
+
+func (s Source) provides(cat string) bool { return slices.Contains(s.Categories, cat) }
+
+// Index is what the engine needs of the store: the index entries
+// (Patient) and the patient's Consents.
+type Index interface {
+	Search(ctx context.Context, q store.Query) (store.Page, error)
+}
+
+// Validator checks a resource a source returned.
+type Validator interface {
+	ValidateSourceResource(ctx context.Context, body []byte) []fhir.Issue
+}
+
+// Defaults of Config.
+const (
+	DefaultPerSourceTimeout = 3 * time.Second
+	DefaultDeadline         = 5 * time.Second
+	DefaultMaxParallel      = 16
+	DefaultMaxResponseBytes = 8 << 20
+	DefaultBreakerFailures  = 5
+	DefaultBreakerCooldown  = 30 * time.Second
+)
+
+// Config configures an Engine. Zero durations and sizes take the defaults.
+type Config struct {
+	Registry         []Source
+	Index            Index
+	Policy           *access.Policy
+	Validator        Validator
+	ClientCert       tls.Certificate     // our client certificate towards sources
+	SourceCAs        []*x509.Certificate // the CAs a source's certificate must chain to
+	PerSourceTimeout time.Duration
+	Deadline         time.Duration // of the whole query
+	MaxParallel      int           // source requests in flight, engine-wide
+	MaxResponseBytes int64         // per source answer
+	BreakerFailures  int           // consecutive failures that open a source's breaker
+	BreakerCooldown  time.Duration // how long it stays open before one probe
+	Logger           *slog.Logger  // never receives a BSN or medical content
+	Now              func() time.Time
+}
+
+// Engine runs federated queries. It is safe for concurrent use.
+type Engine struct {
+	cfg      Config
+	client   *http.Client
+	sem      chan struct{}
+	breakers map[string]*breaker // by BaseURL
+}
+
+// New returns an Engine for cfg.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Index == nil || cfg.Policy == nil || cfg.Validator == nil {
+		return nil, errors.New("federation: index, policy and validator are required")
+	}
+	if len(cfg.ClientCert.Certificate) == 0 {
+		return nil, errors.New("federation: no client certificate")
+	}
+	if len(cfg.SourceCAs) == 0 {
+		return nil, errors.New("federation: no source CAs")
+	}
+	if cfg.PerSourceTimeout <= 0 {
+		cfg.PerSourceTimeout = DefaultPerSourceTimeout
+	}
+	if cfg.Deadline <= 0 {
+		cfg.Deadline = DefaultDeadline
+	}
+	if cfg.MaxParallel <= 0 {
+		cfg.MaxParallel = DefaultMaxParallel
+	}
+	if cfg.MaxResponseBytes <= 0 {
+		cfg.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if cfg.BreakerFailures <= 0 {
+		cfg.BreakerFailures = DefaultBreakerFailures
+	}
+	if cfg.BreakerCooldown <= 0 {
+		cfg.BreakerCooldown = DefaultBreakerCooldown
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Registry = slices.Clone(cfg.Registry)
+	e := &Engine{
+		cfg: cfg,
+		client: &http.Client{
+			Transport: &http.Transport{
+				TLSClientConfig:     mtls.NewClientConfig(cfg.ClientCert, cfg.SourceCAs),
+				MaxIdleConns:        cfg.MaxParallel * 2 * max(1, len(cfg.Registry)),
+				MaxIdleConnsPerHost: cfg.MaxParallel * 2,
+				IdleConnTimeout:     90 * time.Second,
+				TLSHandshakeTimeout: cfg.PerSourceTimeout,
+			},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		sem:      make(chan struct{}, cfg.MaxParallel),
+		breakers: make(map[string]*breaker, len(cfg.Registry)),
+	}
+	for _, s := range cfg.Registry {
+		e.breakers[s.BaseURL] = &breaker{threshold: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown}
+	}
+	return e, nil
+}
+
+// Close releases idle connections to the sources.
+func (e *Engine) Close() { e.client.CloseIdleConnections() }
+
+// Result is a federated answer and what the AuditEvent records of it.
+type Result struct {
+	// Bundle is the merged searchset (nil when access was denied).
+	Bundle []byte
+	// Count is the number of resources (match entries) in Bundle.
+	Count int
+	// Sources lists every source the index named for the patient: those
+	// asked with their count and outcome, and those the consent excluded
+	// (outcome "not asked: ..."). For the audit record only.
+	Sources []audit.Source
+	// Reasons are the policy and consent decisions' reasons, for the audit
+	// record only (they may name sources).
+	Reasons []string
+	// Permit is whether the requester was allowed to query at all.
+	Permit bool
+	// Answered is whether at least one asked source answered usefully;
+	// false when every one failed (Bundle then holds only outcomes).
+	Answered bool
+}
+
+// errNoPermittedSource is the denial when no source may be asked. It is
+// the same whether the patient has no sources, no consent, or a consent
+// that excludes every source: the requester learns nothing of either.
+var errNoPermittedSource = access.Decision{Reasons: []string{"no consent permits this data for this requester"}}.Err()

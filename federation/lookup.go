@@ -1,0 +1,137 @@
+package federation
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/schakelpunt/schakelpunt/access"
+	"github.com/schakelpunt/schakelpunt/audit"
+	"github.com/schakelpunt/schakelpunt/fhir"
+	"github.com/schakelpunt/schakelpunt/store"
+)
+
+// target is one source to ask about one of its local patients.
+type target struct {
+	source    Source
+	patientID string // the patient's id at the source (last segment of link.other)
+}
+
+// indexEntry is what the engine reads of an index entry (DESIGN.md
+// section 9).
+type indexEntry struct {
+	ManagingOrganization struct {
+		Identifier struct {
+			System string `json:"system"`
+			Value  string `json:"value"`
+		} `json:"identifier"`
+	} `json:"managingOrganization"`
+	Link []struct {
+		Other struct {
+			Reference string `json:"reference"`
+		} `json:"other"`
+	} `json:"link"`
+}
+
+// lookup finds the sources that registered bsn and provide cat, in
+// registry order.
+func (e *Engine) lookup(ctx context.Context, bsn, cat string) ([]target, error) {
+	rs, err := e.searchAll(ctx, store.Query{Type: "Patient", Clauses: []fhir.Clause{{
+		Param: "identifier", Strings: []string{fhir.TermSystemCode("identifier", fhir.SystemBSN, bsn)},
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	ids := map[string][]string{} // URA → local patient ids
+	for _, r := range rs {
+		var ie indexEntry
+		if err := json.Unmarshal(r.Body, &ie); err != nil {
+			e.cfg.Logger.WarnContext(ctx, "federation: unreadable index entry", "id", r.ID)
+			continue
+		}
+		org := ie.ManagingOrganization.Identifier
+		if org.System != fhir.SystemURA || org.Value == "" {
+			continue
+		}
+		for _, l := range ie.Link {
+			ref := strings.TrimRight(l.Other.Reference, "/")
+			if i := strings.LastIndexByte(ref, '/'); i >= 0 && i < len(ref)-1 {
+				ids[org.Value] = append(ids[org.Value], ref[i+1:])
+				break
+			}
+		}
+	}
+	var ts []target
+	for _, s := range e.cfg.Registry {
+		if !s.provides(cat) {
+			continue
+		}
+		seen := map[string]bool{}
+		for _, id := range ids[s.URA] {
+			if !seen[id] {
+				seen[id] = true
+				ts = append(ts, target{source: s, patientID: id})
+			}
+		}
+	}
+	return ts, nil
+}
+
+// consent splits targets into those the patient's consents permit for
+// the requester and the audit records of those they exclude. One
+// unparsable consent denies everything.
+func (e *Engine) consent(ctx context.Context, p access.Principal, bsn, category string, ts []target, now time.Time) (permitted []target, excluded []audit.Source, reasons []string, err error) {
+	rs, err := e.searchAll(ctx, store.Query{Type: "Consent", Clauses: []fhir.Clause{{
+		Param: "patient", Strings: []string{fhir.TermRefIdentifier("patient", fhir.SystemBSN, bsn)},
+	}}})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	consents := make([]access.Consent, 0, len(rs))
+	for _, r := range rs {
+		c, perr := access.ParseConsent(r.Body)
+		if perr != nil {
+			reasons = append(reasons, "a consent of this patient is invalid: denied")
+			for _, t := range ts {
+				excluded = append(excluded, notAsked(t, "invalid consent"))
+			}
+			return nil, excluded, reasons, errNoPermittedSource
+		}
+		consents = append(consents, c)
+	}
+	for _, t := range ts {
+		d := access.DecideConsent(consents, access.ConsentRequest{Requester: p, Category: category, Source: t.source.URA, At: now})
+		for _, r := range d.Reasons {
+			reasons = append(reasons, t.source.Name+": "+r)
+		}
+		if d.Permit {
+			permitted = append(permitted, t)
+		} else {
+			excluded = append(excluded, notAsked(t, "no consent"))
+		}
+	}
+	return permitted, excluded, reasons, nil
+}
+
+func notAsked(t target, why string) audit.Source {
+	return audit.Source{URA: t.source.URA, Name: t.source.Name, URL: t.source.BaseURL, Outcome: "not asked: " + why}
+}
+
+// searchAll reads every page of q.
+func (e *Engine) searchAll(ctx context.Context, q store.Query) ([]store.Resource, error) {
+	q.Limit = 100
+	var all []store.Resource
+	for {
+		page, err := e.cfg.Index.Search(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("federation: %s search: %w", q.Type, err)
+		}
+		all = append(all, page.Resources...)
+		if page.Next == nil || len(all) >= 1000 {
+			return all, nil
+		}
+		q.After = page.Next
+	}
+}

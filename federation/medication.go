@@ -1,0 +1,102 @@
+package federation
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+
+	"github.com/schakelpunt/schakelpunt/access"
+	"github.com/schakelpunt/schakelpunt/audit"
+	"github.com/schakelpunt/schakelpunt/fhir"
+)
+
+// passedMedicationParams are the MedicationDispense search parameters
+// passed through to the sources.
+var passedMedicationParams = []string{"whenhandedover", "status", "_count"}
+
+// MedicationDispenses answers MedicationDispense?patient.identifier=<bsn>
+// across the sources: decide, look up, ask, validate, merge, record.
+//
+// A denial by the role policy, or a query no source may answer (no
+// index entry, no consent, or a consent that excludes every source),
+// returns a forbidden error wrapping access.ErrDenied together with a
+// Result carrying the reasons for the audit record. Failing sources do
+// not make an error: they become outcome entries in the Bundle.
+func (e *Engine) MedicationDispenses(ctx context.Context, p access.Principal, bsn string, params url.Values) (Result, error) {
+	if !fhir.ValidBSN(bsn) {
+		return Result{}, fhir.Errorf(fhir.KindInvalid, "value", "patient.identifier: not a valid BSN")
+	}
+	now := e.cfg.Now()
+
+	// Decide: the role policy.
+	policy := e.cfg.Policy.Decide(p, access.QueryMedication)
+	res := Result{Reasons: policy.Reasons}
+	if !policy.Permit {
+		return res, policy.Err()
+	}
+
+	// Look up: the sources that registered this BSN and provide medication.
+	targets, err := e.lookup(ctx, bsn, CategoryMedication)
+	if err != nil {
+		return res, err
+	}
+	if len(targets) == 0 {
+		res.Reasons = append(res.Reasons, "no registered source holds this category for this patient")
+	}
+
+	// Decide: the patient's consent, per source.
+	asked, excluded, reasons, err := e.consent(ctx, p, bsn, fhir.CategoryMedication, targets, now)
+	res.Reasons = append(res.Reasons, reasons...)
+	res.Sources = excluded
+	if err != nil {
+		return res, err
+	}
+	if len(asked) == 0 {
+		return res, errNoPermittedSource
+	}
+	res.Permit = true
+
+	// Ask: every permitted source in parallel, within the deadline.
+	query := url.Values{}
+	for _, k := range passedMedicationParams {
+		if v, ok := params[k]; ok {
+			query[k] = v
+		}
+	}
+	answers := e.askAll(ctx, asked, func(t target) string {
+		q := make(url.Values, len(query)+1)
+		for k, v := range query {
+			q[k] = v
+		}
+		q.Set("patient", t.patientID)
+		return t.source.BaseURL + "/MedicationDispense?" + q.Encode()
+	}, parseSearchset)
+
+	// Validate each entry and keep only those about the asked patient.
+	for i := range answers {
+		e.validate(ctx, &answers[i], "MedicationDispense")
+	}
+
+	// Merge: one searchset, newest dispense first, outcomes after.
+	bundle, count := merge(answers, now, "whenHandedOver")
+	body, err := bundle.Marshal()
+	if err != nil {
+		return res, fmt.Errorf("federation: %w", err)
+	}
+	res.Bundle, res.Count = body, count
+
+	// Record: what each source returned, for the AuditEvent.
+	res.record(answers)
+	return res, nil
+}
+
+// record adds to the audit list what each asked source returned.
+func (r *Result) record(answers []answer) {
+	for _, a := range answers {
+		r.Sources = append(r.Sources, audit.Source{
+			URA: a.target.source.URA, Name: a.target.source.Name, URL: a.url,
+			Count: len(a.entries), Outcome: a.outcome(),
+		})
+		r.Answered = r.Answered || a.err == nil
+	}
+}

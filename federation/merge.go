@@ -1,0 +1,196 @@
+package federation
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/schakelpunt/schakelpunt/fhir"
+)
+
+// validate keeps of a's entries the resources of type typ that pass the
+// validator, have their absolute URL at the source as fullUrl, and are
+// about the asked patient; it counts and reports the others.
+func (e *Engine) validate(ctx context.Context, a *answer, typ string) {
+	if a.err != nil {
+		return
+	}
+	base := a.target.source.BaseURL
+	var invalid, other int
+	kept := a.entries[:0]
+	for _, en := range a.entries {
+		var r struct {
+			ResourceType string `json:"resourceType"`
+			ID           string `json:"id"`
+			Subject      struct {
+				Reference string `json:"reference"`
+			} `json:"subject"`
+		}
+		if err := json.Unmarshal(en.Resource, &r); err != nil || r.ResourceType != typ ||
+			en.FullURL != base+"/"+typ+"/"+r.ID || hasErrors(e.cfg.Validator.ValidateSourceResource(ctx, en.Resource)) {
+			invalid++
+			continue
+		}
+		if ref := r.Subject.Reference; ref != "Patient/"+a.target.patientID && ref != base+"/Patient/"+a.target.patientID {
+			other++
+			continue
+		}
+		kept = append(kept, en)
+	}
+	a.entries = kept
+	a.dropped = invalid + other
+	if invalid > 0 {
+		a.issues = append(a.issues, fhir.Issue{Severity: "warning", Code: "invalid",
+			Diagnostics: fmt.Sprintf("sent %d invalid %s resource(s), left out", invalid, typ)})
+	}
+	if other > 0 {
+		a.issues = append(a.issues, fhir.Issue{Severity: "warning", Code: "security",
+			Diagnostics: fmt.Sprintf("sent %d resource(s) about another patient, left out", other)})
+	}
+}
+
+func hasErrors(issues []fhir.Issue) bool {
+	return slices.ContainsFunc(issues, func(i fhir.Issue) bool { return i.Severity == "error" || i.Severity == "fatal" })
+}
+
+// merge builds the searchset: the kept resources, each with meta.source
+// set to its source's base URL, newest first by the date element sortBy
+// (undated last), then one outcome entry per source that had a problem.
+func merge(answers []answer, now time.Time, sortBy string) (*fhir.Bundle, int) {
+	type dated struct {
+		fhir.BundleEntry
+		at time.Time
+	}
+	var matches []dated
+	var outcomes []fhir.BundleEntry
+	for _, a := range answers {
+		for _, en := range a.entries {
+			res, at, err := withSource(en.Resource, a.target.source.BaseURL, sortBy)
+			if err != nil {
+				continue // cannot happen: validated JSON object
+			}
+			matches = append(matches, dated{fhir.BundleEntry{FullURL: en.FullURL, Resource: res, Search: &fhir.EntrySearch{Mode: "match"}}, at})
+		}
+		if len(a.issues) > 0 {
+			issues := slices.Clone(a.issues)
+			for i := range issues {
+				issues[i].Diagnostics = fmt.Sprintf("Source %s (%s) %s", a.target.source.Name, a.target.source.BaseURL, issues[i].Diagnostics)
+			}
+			outcomes = append(outcomes, fhir.BundleEntry{FullURL: newUUID(), Resource: fhir.OperationOutcome(issues...), Search: &fhir.EntrySearch{Mode: "outcome"}})
+		}
+	}
+	slices.SortStableFunc(matches, func(x, y dated) int {
+		if c := y.at.Compare(x.at); c != 0 {
+			return c
+		}
+		return strings.Compare(x.FullURL, y.FullURL)
+	})
+	b := fhir.NewBundle("searchset", now)
+	for _, m := range matches {
+		b.Entry = append(b.Entry, m.BundleEntry)
+	}
+	b.Entry = append(b.Entry, outcomes...)
+	return b, len(matches)
+}
+
+// withSource sets meta.source of a resource, keeping its members in
+// their order (meta after id when it was absent), and reads its date
+// element sortBy (zero when absent or unreadable).
+func withSource(raw json.RawMessage, base, sortBy string) (json.RawMessage, time.Time, error) {
+	members, err := objectMembers(raw)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	meta := map[string]json.RawMessage{}
+	at := time.Time{}
+	metaAt := -1
+	for i, m := range members {
+		switch m.key {
+		case "meta":
+			if err := json.Unmarshal(m.value, &meta); err != nil {
+				return nil, time.Time{}, err
+			}
+			metaAt = i
+		case sortBy:
+			var s string
+			if json.Unmarshal(m.value, &s) == nil {
+				at = parseDate(s)
+			}
+		}
+	}
+	src, _ := json.Marshal(base)
+	meta["source"] = src
+	mv, err := json.Marshal(meta)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	if metaAt >= 0 {
+		members[metaAt].value = mv
+	} else {
+		pos := min(len(members), 2) // after resourceType and id
+		members = slices.Insert(members, pos, member{"meta", mv})
+	}
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, m := range members {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		k, _ := json.Marshal(m.key)
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(m.value)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), at, nil
+}
+
+type member struct {
+	key   string
+	value json.RawMessage
+}
+
+// objectMembers splits a JSON object into its members, in order.
+func objectMembers(raw []byte) ([]member, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, fmt.Errorf("not a JSON object")
+	}
+	var ms []member
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		ms = append(ms, member{tok.(string), v})
+	}
+	return ms, nil
+}
+
+// parseDate reads a FHIR dateTime at any of its precisions.
+func parseDate(s string) time.Time {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02", "2006-01", "2006"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t
+		}
+	}
+	return time.Time{}
+}
+
+// newUUID returns a urn:uuid of a random (version 4) UUID.
+func newUUID() string {
+	var u [16]byte
+	_, _ = rand.Read(u[:])
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	return fmt.Sprintf("urn:uuid:%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:])
+}

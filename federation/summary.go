@@ -1,0 +1,118 @@
+package federation
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/schakelpunt/schakelpunt/access"
+	"github.com/schakelpunt/schakelpunt/fhir"
+)
+
+// GPSummary answers Patient/$summary?identifier=<bsn> across the sources
+// that provide gp-summary: decide, look up, ask Patient/<id>/$summary,
+// validate, merge, record. One source answering with nothing wrong gives
+// its document Bundle as it came; otherwise Result.Bundle is a searchset
+// of the documents (newest first, meta.source set) with outcome entries.
+// Denials are as for MedicationDispenses.
+func (e *Engine) GPSummary(ctx context.Context, p access.Principal, bsn string) (Result, error) {
+	if !fhir.ValidBSN(bsn) {
+		return Result{}, fhir.Errorf(fhir.KindInvalid, "value", "identifier: not a valid BSN")
+	}
+	now := e.cfg.Now()
+
+	// Decide: the role policy.
+	policy := e.cfg.Policy.Decide(p, access.QueryGPSummary)
+	res := Result{Reasons: policy.Reasons}
+	if !policy.Permit {
+		return res, policy.Err()
+	}
+
+	// Look up: the sources that registered this BSN and provide a summary.
+	targets, err := e.lookup(ctx, bsn, CategoryGPSummary)
+	if err != nil {
+		return res, err
+	}
+	if len(targets) == 0 {
+		res.Reasons = append(res.Reasons, "no registered source holds this category for this patient")
+	}
+
+	// Decide: the patient's consent, per source.
+	asked, excluded, reasons, err := e.consent(ctx, p, bsn, fhir.CategoryGPSummary, targets, now)
+	res.Reasons = append(res.Reasons, reasons...)
+	res.Sources = excluded
+	if err != nil {
+		return res, err
+	}
+	if len(asked) == 0 {
+		return res, errNoPermittedSource
+	}
+	res.Permit = true
+
+	// Ask: every permitted source in parallel, within the deadline.
+	answers := e.askAll(ctx, asked, func(t target) string {
+		return t.source.BaseURL + "/Patient/" + t.patientID + "/$summary"
+	}, parseDocument)
+
+	// Validate each document and keep only those about the asked patient.
+	for i := range answers {
+		e.validateDocument(ctx, &answers[i])
+	}
+
+	// Merge: one document as it came, or a searchset of documents.
+	if len(answers) == 1 && len(answers[0].entries) == 1 && len(answers[0].issues) == 0 {
+		res.Bundle, res.Count = answers[0].entries[0].Resource, 1
+	} else {
+		bundle, count := merge(answers, now, "timestamp")
+		if res.Bundle, err = bundle.Marshal(); err != nil {
+			return res, fmt.Errorf("federation: %w", err)
+		}
+		res.Count = count
+	}
+
+	// Record: what each source returned, for the AuditEvent.
+	res.record(answers)
+	return res, nil
+}
+
+// parseDocument takes a document Bundle as one entry.
+func parseDocument(body []byte) ([]entry, error) {
+	var b struct {
+		ResourceType string `json:"resourceType"`
+		Type         string `json:"type"`
+	}
+	if err := json.Unmarshal(body, &b); err != nil || b.ResourceType != "Bundle" || b.Type != "document" {
+		return nil, errGarbage
+	}
+	return []entry{{FullURL: newUUID(), Resource: body}}, nil
+}
+
+// validateDocument keeps a's document when it passes the validator and
+// its Composition is about the asked patient.
+func (e *Engine) validateDocument(ctx context.Context, a *answer) {
+	if a.err != nil || len(a.entries) == 0 {
+		return
+	}
+	doc := a.entries[0].Resource
+	var b struct {
+		Entry []struct {
+			Resource struct {
+				ResourceType string `json:"resourceType"`
+				Subject      struct {
+					Reference string `json:"reference"`
+				} `json:"subject"`
+			} `json:"resource"`
+		} `json:"entry"`
+	}
+	switch {
+	case json.Unmarshal(doc, &b) != nil || hasErrors(e.cfg.Validator.ValidateSourceResource(ctx, doc)):
+		a.issues = append(a.issues, fhir.Issue{Severity: "warning", Code: "invalid", Diagnostics: "sent an invalid summary document, left out"})
+	case len(b.Entry) == 0 || b.Entry[0].Resource.ResourceType != "Composition" ||
+		(b.Entry[0].Resource.Subject.Reference != "Patient/"+a.target.patientID &&
+			b.Entry[0].Resource.Subject.Reference != a.target.source.BaseURL+"/Patient/"+a.target.patientID):
+		a.issues = append(a.issues, fhir.Issue{Severity: "warning", Code: "security", Diagnostics: "sent a summary about another patient, left out"})
+	default:
+		return
+	}
+	a.entries, a.dropped = nil, 1
+}

@@ -1,0 +1,70 @@
+package federation_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/schakelpunt/schakelpunt/access"
+)
+
+func TestGPSummary(t *testing.T) {
+	t.Parallel()
+	summary := []string{consentFor("60591-5", "")}
+	otherDoc := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.URL.Path = strings.Replace(r.URL.Path, "linde-1001", "linde-1002", 1)
+			h.ServeHTTP(w, r)
+		})
+	}
+	tests := []struct {
+		name      string
+		principal access.Principal
+		opts      envOptions
+		wantErr   error
+		wantType  string // document or searchset
+		count     int
+		outcome   string
+	}{
+		{name: "permit", principal: gp, opts: envOptions{consents: summary}, wantType: "document", count: 1, outcome: "ok"},
+		{name: "pharmacist denied", principal: professional("17.000"), opts: envOptions{consents: summary}, wantErr: access.ErrDenied},
+		{name: "medication consent only", principal: gp, opts: envOptions{consents: []string{consent("")}}, wantErr: access.ErrDenied},
+		{name: "source fails", principal: gp, opts: envOptions{consents: summary, wrap: map[string]func(http.Handler) http.Handler{uraGP: respond(500, nil)}},
+			wantType: "searchset", outcome: "error status"},
+		{name: "another patient", principal: gp, opts: envOptions{consents: summary, wrap: map[string]func(http.Handler) http.Handler{uraGP: otherDoc}},
+			wantType: "searchset", outcome: "ok, 1 dropped"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := mustEnv(t, tt.opts)
+			res, err := e.engine.GPSummary(context.Background(), tt.principal, testBSN)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) || res.Bundle != nil {
+					t.Fatalf("err = %v, %d bytes; want %v and no data", err, len(res.Bundle), tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b bundle
+			if err := json.Unmarshal(res.Bundle, &b); err != nil {
+				t.Fatal(err)
+			}
+			if b.Type != tt.wantType || res.Count != tt.count {
+				t.Fatalf("type %q count %d, want %q %d", b.Type, res.Count, tt.wantType, tt.count)
+			}
+			if tt.wantType == "searchset" && (len(b.Entry) != 1 || b.Entry[0].Search.Mode != "outcome" ||
+				!strings.Contains(string(res.Bundle), e.bases[uraGP])) {
+				t.Errorf("want one outcome entry naming the source, got %s", res.Bundle)
+			}
+			if len(res.Sources) != 1 || !strings.HasPrefix(res.Sources[0].Outcome, tt.outcome) || res.Sources[0].Count != tt.count {
+				t.Errorf("audit sources %+v, want outcome %q count %d", res.Sources, tt.outcome, tt.count)
+			}
+		})
+	}
+}
