@@ -30,6 +30,58 @@
 // filter). On FerretDB a write therefore checks and replaces by _id, then
 // rolls the resources document forward to the newest history version
 // until it holds it.
+//
+// # The audit log
+//
+// The audit log (store.AuditLog, audit.go) needs no transactions either.
+// Two more collections hold it:
+//
+//   - audit: one document per AppendAudit call, _id the Seq of its first
+//     event, with last (the Seq of its last event, indexed), hash (the
+//     link of the last event) and links (per event seq, prev, hash, id and
+//     recorded). Inserting it is the commit point of the batch: one write,
+//     all or none. The appender first checks that the batch follows the
+//     head (the batch with the largest last, or the checkpoint) and that
+//     no event id is taken; appenders that checked against the same head
+//     collide on the _id, and all but one get store.ErrChainConflict.
+//   - auditmarks: retention checkpoints, _id the Seq of the last removed
+//     event; the largest counts. They are only inserted, so the checkpoint
+//     never moves back, even where conditional updates are not atomic.
+//
+// Audit events are ordinary AuditEvent documents in resources (version 1;
+// not in history: they never change, and VRead finds them in resources),
+// materialised from the batch: the batch document is inserted pending,
+// carrying each event's resources document; after the commit the appender
+// inserts those (a duplicate key is one already there) and marks the batch
+// done, which strips the copies. So the one body of an event is the one
+// Read and Search show and ScanAudit returns: an edit or a deletion there
+// is what audit.Verify finds. AppendAudit returns nil only once the events
+// are searchable, so an acknowledged event is never missing from search.
+// An appender that dies after the commit leaves its batch pending, and the
+// next AppendAudit (to which it is the head), a ScanAudit that meets it or
+// Open finishes it: a committed event reaches search too.
+//
+// Retention (PurgeAudit) takes events from the start of the chain, a chunk
+// per round: it inserts the new checkpoint first, then deletes the events
+// from resources (each only while it has the removed event's lastUpdated,
+// in case a later event reuses the id) and their links from the audit
+// documents. The next purge, or Open, finishes an interrupted one. It
+// stops at a pending batch and at a break in the links, so that it never
+// erases the evidence of tampering.
+//
+// One race gets past the unique key: an appender whose head check came
+// before another batch took that place and retention removed it again
+// finds the _id free, behind the checkpoint. It checks the checkpoint
+// after its insert, deletes its batch and gets ErrChainConflict. A pending
+// batch of the chain always lies past the checkpoint (retention stops at
+// pending batches), so every reader ignores a pending batch behind it.
+//
+// Limits: the store alone cannot tell a chain whose newest batches were
+// deleted together with their events from a shorter one; keep the head
+// elsewhere too to catch that. Two appenders racing with the same event id
+// (the recorder's ids are random) both pass the id check: the later event
+// is not searchable as itself, its appender gets an error, and Verify
+// reports its link. A batch must fit in one document (16 MB).
 package mongo
 
 import (
@@ -89,9 +141,18 @@ type Store struct {
 	history   *mongo.Collection
 	log       *slog.Logger
 	now       func() time.Time
+	audit     *mongo.Collection // AuditCollection: one document per appended batch
+	marks     *mongo.Collection // AuditMarksCollection: retention checkpoints
 	// rollForward: conditional updates are not atomic on this server
 	// (FerretDB), so writes converge on the newest history version.
 	rollForward bool
+	// scans: the server answers every query with a scan of the collection
+	// (FerretDB v1 with SQLite uses no index, not even for _id), so the
+	// audit log favours one query with $in over a bulk of writes by key.
+	scans bool
+	// purgeChunk is the most audit events one round of retention
+	// removes; zero means defaultPurgeChunk (tests lower it).
+	purgeChunk int
 
 	mu     sync.Mutex
 	closed bool
@@ -148,7 +209,7 @@ func (s *Store) start(ctx context.Context, types []string) error {
 		return fmt.Errorf("mongo: buildInfo: %w", err)
 	}
 	if _, ok := info["ferretdbVersion"]; ok {
-		s.rollForward = true
+		s.rollForward, s.scans = true, true
 		s.log.Info("mongo: FerretDB detected: writes roll forward to the newest version", "version", info["version"])
 	}
 
@@ -156,6 +217,8 @@ func (s *Store) start(ctx context.Context, types []string) error {
 	rc := options.Collection().SetReadConcern(readconcern.Majority())
 	s.resources = s.db.Collection(ResourcesCollection, rc)
 	s.history = s.db.Collection(HistoryCollection, rc)
+	s.audit = s.db.Collection(AuditCollection, rc)
+	s.marks = s.db.Collection(AuditMarksCollection, rc)
 	if err := s.resources.FindOne(ctx, bson.D{{Key: "_id", Value: ""}}).Err(); err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
 		if !isServerError(err) {
 			return fmt.Errorf("mongo: probe read concern: %w", err)
@@ -163,8 +226,13 @@ func (s *Store) start(ctx context.Context, types []string) error {
 		s.log.Warn("mongo: read concern majority refused; using the server default", "error", err)
 		s.resources = s.db.Collection(ResourcesCollection)
 		s.history = s.db.Collection(HistoryCollection)
+		s.audit = s.db.Collection(AuditCollection)
+		s.marks = s.db.Collection(AuditMarksCollection)
 	}
-	return s.createIndexes(ctx, types)
+	if err := s.createIndexes(ctx, types); err != nil {
+		return err
+	}
+	return s.repairAudit(ctx)
 }
 
 func isServerError(err error) bool {
@@ -218,7 +286,14 @@ func (s *Store) createIndexes(ctx context.Context, types []string) error {
 		{Keys: bson.D{{Key: "updated", Value: 1}, {Key: "_id", Value: 1}}, Options: options.Index().SetName(indexHistoryUpdated)},
 		{Keys: bson.D{{Key: "type", Value: 1}, {Key: "updated", Value: 1}, {Key: "_id", Value: 1}}, Options: options.Index().SetName(indexHistoryType)},
 	}
-	return ensureIndexes(ctx, s.history, hist)
+	if err := ensureIndexes(ctx, s.history, hist); err != nil {
+		return err
+	}
+	audit := []mongo.IndexModel{
+		{Keys: bson.D{{Key: "last", Value: 1}}, Options: options.Index().SetName(indexAuditLast)},
+		{Keys: bson.D{{Key: "pending", Value: 1}}, Options: options.Index().SetName(indexAuditPending).SetSparse(true)},
+	}
+	return ensureIndexes(ctx, s.audit, audit)
 }
 
 // ensureIndexes creates the indexes a collection lacks. An index present

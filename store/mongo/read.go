@@ -33,6 +33,14 @@ func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (store
 	var rec record
 	err := s.history.FindOne(ctx, bson.D{{Key: "_id", Value: historyKey(typ, id, version)}},
 		options.FindOne().SetProjection(recordProjection())).Decode(&rec)
+	if errors.Is(err, mongo.ErrNoDocuments) && typ == auditType && version == 1 {
+		// Audit events have one version, kept in resources only (audit.go).
+		err = s.resources.FindOne(ctx, bson.D{{Key: "_id", Value: resourceKey(typ, id)}},
+			options.FindOne().SetProjection(recordProjection())).Decode(&rec)
+		if err == nil && rec.Version != version {
+			err = mongo.ErrNoDocuments
+		}
+	}
 	return found(rec, err, "vread "+historyKey(typ, id, version))
 }
 
