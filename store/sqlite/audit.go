@@ -1,16 +1,13 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
-	"github.com/schakelpunt/schakelpunt/fhir"
 	"github.com/schakelpunt/schakelpunt/store"
 )
 
@@ -69,7 +66,7 @@ func (s *Store) applyAudit(ctx context.Context, recs []store.AuditRecord) (err e
 	}()
 	for i := 0; i < len(recs); {
 		for _, r := range recs[i:min(i+rowsPerInsert, len(recs))] {
-			if err := s.createAudit(ctx, r.Write); err != nil {
+			if _, err := s.apply(ctx, &op{ctx: ctx, kind: opCreate, w: r.Write}); err != nil {
 				return fmt.Errorf("sqlite: audit record %d: %w", r.Seq, err)
 			}
 		}
@@ -80,102 +77,6 @@ func (s *Store) applyAudit(ctx context.Context, recs []store.AuditRecord) (err e
 		i += n
 	}
 	return setMark(ctx, s.wconn, "head", seq, prev)
-}
-
-// createAudit stores version 1 of an AuditEvent: what apply does for a
-// create (write.go), with a faster stamp for the compact bodies the
-// recorder writes (see stampAudit). TestAuditRowsAsCreate checks that it
-// writes the rows Create does.
-func (s *Store) createAudit(ctx context.Context, w store.Write) error {
-	var (
-		cur, curUpdated int64
-		curDeleted      bool
-	)
-	err := s.wst.selCurrent.QueryRowContext(ctx, w.Type, w.ID).Scan(&cur, &curUpdated, &curDeleted)
-	switch {
-	case err == nil:
-		return fmt.Errorf("sqlite: create %s/%s: %w", w.Type, w.ID, store.ErrExists)
-	case !errors.Is(err, sql.ErrNoRows):
-		return fmt.Errorf("sqlite: read current %s/%s: %w", w.Type, w.ID, err)
-	}
-	updated := s.nextUpdated()
-	res, terms, err := stampAudit(w, 1, updated)
-	if err != nil {
-		return fmt.Errorf("sqlite: stamp %s/%s: %w", w.Type, w.ID, err)
-	}
-	lu, err := splitTerms(&terms)
-	if err != nil {
-		return fmt.Errorf("sqlite: %s/%s: %w", w.Type, w.ID, err)
-	}
-	for _, p := range s.dateParams(w.Type) {
-		if err := s.ensureSortKeys(ctx, w.Type, p); err != nil {
-			return err
-		}
-	}
-	if _, err := s.wst.insVersion.ExecContext(ctx, micros(updated), w.Type, w.ID, res.Version, false, res.Body, nullBytes(encodeTerms(terms.Strings))); err != nil {
-		return fmt.Errorf("sqlite: insert version %s/%s/%d: %w", w.Type, w.ID, res.Version, err)
-	}
-	if _, err := s.wst.upsCurrent.ExecContext(ctx, w.Type, w.ID, res.Version, micros(updated), false, lu.Lo, lu.Hi); err != nil {
-		return fmt.Errorf("sqlite: set current %s/%s: %w", w.Type, w.ID, err)
-	}
-	if err := s.insertTerms(ctx, w.Type, w.ID, terms); err != nil {
-		return err
-	}
-	return s.insertSortKeys(ctx, w.Type, w.ID, terms.Dates)
-}
-
-// stampStub is the smallest resource store.Stamp accepts: stamping it
-// gives the id and meta of a version (and its terms, which do not depend
-// on the body) without parsing the body.
-var stampStub = []byte(`{"resourceType":"AuditEvent"}`)
-
-// stampAudit is store.Stamp, byte for byte, without its JSON parse of the
-// body (a third of the cost of storing an event) when the body is one the
-// recorder writes: compact JSON that starts with resourceType and id, with
-// no meta, one id and one resourceType, and nothing that Stamp would write
-// differently (HTML characters, escapes, non-ASCII). Then the stamped body
-// is the body with meta put after id. Any other body goes to store.Stamp.
-func stampAudit(w store.Write, version int64, updated time.Time) (store.Resource, fhir.Terms, error) {
-	body, ok := w.Body, w.Type == "AuditEvent"
-	id, err := json.Marshal(w.ID)
-	if err != nil {
-		return store.Resource{}, fhir.Terms{}, err
-	}
-	prefix := `{"resourceType":"AuditEvent","id":` + string(id) + `,`
-	ok = ok && len(body) > len(prefix) && string(body[:len(prefix)]) == prefix &&
-		bytes.Count(body, []byte(`"id":`)) == 1 && bytes.Count(body, []byte(`"resourceType":`)) == 1 &&
-		!bytes.Contains(body, []byte(`"meta"`)) && plain(body)
-	if ok {
-		var compact bytes.Buffer
-		compact.Grow(len(body))
-		ok = json.Compact(&compact, body) == nil && bytes.Equal(compact.Bytes(), body)
-	}
-	if !ok {
-		return store.Stamp(w, version, updated)
-	}
-	stub, terms, err := store.Stamp(store.Write{Type: w.Type, ID: w.ID, Body: stampStub, Terms: w.Terms}, version, updated)
-	if err != nil {
-		return store.Resource{}, fhir.Terms{}, err
-	}
-	// stub.Body is {"resourceType":"AuditEvent","id":…,"meta":{…}}: open
-	// it up and go on with the members after id.
-	stamped := make([]byte, 0, len(stub.Body)+len(body)-len(prefix)+1)
-	stamped = append(stamped, stub.Body[:len(stub.Body)-1]...)
-	stamped = append(stamped, ',')
-	stamped = append(stamped, body[len(prefix):]...)
-	stub.Body = stamped
-	return stub, terms, nil
-}
-
-// plain reports whether b is ASCII without backslashes and the characters
-// encoding/json escapes for HTML: its strings re-encode as they are.
-func plain(b []byte) bool {
-	for _, c := range b {
-		if c >= 0x80 || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return false
-		}
-	}
-	return true
 }
 
 // chainInsert adds rowsPerInsert chain rows. (Not prepared: the writer's
