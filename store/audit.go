@@ -45,8 +45,8 @@ type AuditLog interface {
 	// and the rest consecutive, else ErrChainConflict and nothing is
 	// stored.
 	AppendAudit(ctx context.Context, records []AuditRecord) error
-	// AuditHead returns the newest link (ok false when the log is empty
-	// and was never purged).
+	// AuditHead returns the newest link: the zero ChainHead when nothing
+	// was ever appended.
 	AuditHead(ctx context.Context) (head ChainHead, err error)
 	// ScanAudit returns up to limit entries with Seq > after, in Seq
 	// order.
