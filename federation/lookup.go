@@ -135,3 +135,45 @@ func (e *Engine) searchAll(ctx context.Context, q store.Query) ([]store.Resource
 		q.After = page.Next
 	}
 }
+
+// permitted is the first half of every federated query, read top to
+// bottom: the role policy decides, the index names the sources that
+// registered the patient for the category, and the patient's consent
+// picks those that may be asked. It returns them with a Result that
+// carries the reasons (and the sources not asked) for the audit record;
+// param names the request parameter that carried the BSN.
+func (e *Engine) permitted(ctx context.Context, p access.Principal, bsn string, action access.Action, category, loinc, param string) ([]target, Result, error) {
+	if !fhir.ValidBSN(bsn) {
+		return nil, Result{}, fhir.Errorf(fhir.KindInvalid, "value", "%s: not a valid BSN", param)
+	}
+	now := e.cfg.Now()
+
+	// Decide: the role policy.
+	policy := e.cfg.Policy.Decide(p, action)
+	res := Result{Reasons: policy.Reasons}
+	if !policy.Permit {
+		return nil, res, policy.Err()
+	}
+
+	// Look up: the sources that registered this BSN for the category.
+	targets, err := e.lookup(ctx, bsn, category)
+	if err != nil {
+		return nil, res, err
+	}
+	if len(targets) == 0 {
+		res.Reasons = append(res.Reasons, "no registered source holds this category for this patient")
+	}
+
+	// Decide: the patient's consent, per source.
+	asked, excluded, reasons, err := e.consent(ctx, p, bsn, loinc, targets, now)
+	res.Reasons = append(res.Reasons, reasons...)
+	res.Sources = excluded
+	if err != nil {
+		return nil, res, err
+	}
+	if len(asked) == 0 {
+		return nil, res, errNoPermittedSource
+	}
+	res.Permit = true
+	return asked, res, nil
+}

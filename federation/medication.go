@@ -23,38 +23,11 @@ var passedMedicationParams = []string{"whenhandedover", "status", "_count"}
 // Result carrying the reasons for the audit record. Failing sources do
 // not make an error: they become outcome entries in the Bundle.
 func (e *Engine) MedicationDispenses(ctx context.Context, p access.Principal, bsn string, params url.Values) (Result, error) {
-	if !fhir.ValidBSN(bsn) {
-		return Result{}, fhir.Errorf(fhir.KindInvalid, "value", "patient.identifier: not a valid BSN")
-	}
-	now := e.cfg.Now()
-
-	// Decide: the role policy.
-	policy := e.cfg.Policy.Decide(p, access.QueryMedication)
-	res := Result{Reasons: policy.Reasons}
-	if !policy.Permit {
-		return res, policy.Err()
-	}
-
-	// Look up: the sources that registered this BSN and provide medication.
-	targets, err := e.lookup(ctx, bsn, CategoryMedication)
+	// Decide and look up: policy, index, consent.
+	asked, res, err := e.permitted(ctx, p, bsn, access.QueryMedication, CategoryMedication, fhir.CategoryMedication, "patient.identifier")
 	if err != nil {
 		return res, err
 	}
-	if len(targets) == 0 {
-		res.Reasons = append(res.Reasons, "no registered source holds this category for this patient")
-	}
-
-	// Decide: the patient's consent, per source.
-	asked, excluded, reasons, err := e.consent(ctx, p, bsn, fhir.CategoryMedication, targets, now)
-	res.Reasons = append(res.Reasons, reasons...)
-	res.Sources = excluded
-	if err != nil {
-		return res, err
-	}
-	if len(asked) == 0 {
-		return res, errNoPermittedSource
-	}
-	res.Permit = true
 
 	// Ask: every permitted source in parallel, within the deadline.
 	query := url.Values{}
@@ -78,7 +51,7 @@ func (e *Engine) MedicationDispenses(ctx context.Context, p access.Principal, bs
 	}
 
 	// Merge: one searchset, newest dispense first, outcomes after.
-	bundle, count := merge(answers, now, "whenHandedOver")
+	bundle, count := merge(answers, e.cfg.Now(), "whenHandedOver")
 	body, err := bundle.Marshal()
 	if err != nil {
 		return res, fmt.Errorf("federation: %w", err)

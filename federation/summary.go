@@ -16,38 +16,11 @@ import (
 // of the documents (newest first, meta.source set) with outcome entries.
 // Denials are as for MedicationDispenses.
 func (e *Engine) GPSummary(ctx context.Context, p access.Principal, bsn string) (Result, error) {
-	if !fhir.ValidBSN(bsn) {
-		return Result{}, fhir.Errorf(fhir.KindInvalid, "value", "identifier: not a valid BSN")
-	}
-	now := e.cfg.Now()
-
-	// Decide: the role policy.
-	policy := e.cfg.Policy.Decide(p, access.QueryGPSummary)
-	res := Result{Reasons: policy.Reasons}
-	if !policy.Permit {
-		return res, policy.Err()
-	}
-
-	// Look up: the sources that registered this BSN and provide a summary.
-	targets, err := e.lookup(ctx, bsn, CategoryGPSummary)
+	// Decide and look up: policy, index, consent.
+	asked, res, err := e.permitted(ctx, p, bsn, access.QueryGPSummary, CategoryGPSummary, fhir.CategoryGPSummary, "identifier")
 	if err != nil {
 		return res, err
 	}
-	if len(targets) == 0 {
-		res.Reasons = append(res.Reasons, "no registered source holds this category for this patient")
-	}
-
-	// Decide: the patient's consent, per source.
-	asked, excluded, reasons, err := e.consent(ctx, p, bsn, fhir.CategoryGPSummary, targets, now)
-	res.Reasons = append(res.Reasons, reasons...)
-	res.Sources = excluded
-	if err != nil {
-		return res, err
-	}
-	if len(asked) == 0 {
-		return res, errNoPermittedSource
-	}
-	res.Permit = true
 
 	// Ask: every permitted source in parallel, within the deadline.
 	answers := e.askAll(ctx, asked, func(t target) string {
@@ -63,7 +36,7 @@ func (e *Engine) GPSummary(ctx context.Context, p access.Principal, bsn string) 
 	if len(answers) == 1 && len(answers[0].entries) == 1 && len(answers[0].issues) == 0 {
 		res.Bundle, res.Count = answers[0].entries[0].Resource, 1
 	} else {
-		bundle, count := merge(answers, now, "timestamp")
+		bundle, count := merge(answers, e.cfg.Now(), "timestamp")
 		if res.Bundle, err = bundle.Marshal(); err != nil {
 			return res, fmt.Errorf("federation: %w", err)
 		}

@@ -155,15 +155,21 @@ func (s *server) read(t string) gin.HandlerFunc {
 			return
 		}
 		r, err := s.store.Read(c.Request.Context(), t, id)
-		if err == nil || isGone(err) {
-			err = s.visible(c, r, err)
-		}
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		s.respond(c, http.StatusOK, r, false)
+		s.answerRead(c, r, err)
 	}
+}
+
+// answerRead answers a read or vread: the version if the requester may
+// see it, else not found; a deletion is 410.
+func (s *server) answerRead(c *gin.Context, r store.Resource, err error) {
+	if err == nil || isGone(err) {
+		err = s.visible(c, r, err)
+	}
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.respond(c, http.StatusOK, r, false)
 }
 
 func (s *server) vread(t string) gin.HandlerFunc {
@@ -179,14 +185,7 @@ func (s *server) vread(t string) gin.HandlerFunc {
 			return
 		}
 		r, err := s.store.VRead(c.Request.Context(), t, id, v)
-		if err == nil || isGone(err) {
-			err = s.visible(c, r, err)
-		}
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		s.respond(c, http.StatusOK, r, false)
+		s.answerRead(c, r, err)
 	}
 }
 
