@@ -90,6 +90,11 @@ func Table() []Resource {
 			Interactions:  registry,
 		},
 		{
+			Type:          "MedicationDispense",
+			Documentation: "Federated: searched at the sources that registered the patient, when the role and the patient's consent admit it; nothing is stored here.",
+			Interactions:  []Interaction{SearchType},
+		},
+		{
 			Type:          "Organization",
 			Documentation: "The registry of source organisations. Maintained by the operator through configuration.",
 			Interactions:  registry,
@@ -105,6 +110,7 @@ func Table() []Resource {
 			Interactions:      crud,
 			ConditionalCreate: true, ConditionalUpdate: true, ConditionalDelete: true,
 			Operations: []Operation{
+				{Name: "summary", Definition: "http://hl7.org/fhir/uv/ips/OperationDefinition/summary", Type: true},
 				{Name: "ihe-pix", Definition: "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix", Type: true},
 			},
 		},

@@ -71,7 +71,7 @@ func TestParseSearchTokens(t *testing.T) {
 			[]Clause{{Param: "url", Strings: []string{TermCode("url", "http://schakelpunt.nl/fhir/StructureDefinition/index-patient")}}}},
 		{"uri with an escaped comma", "StructureDefinition", q(`url=urn:a\,b,urn:c`),
 			[]Clause{{Param: "url", Strings: []string{TermCode("url", "urn:a,b"), TermCode("url", "urn:c")}}}},
-		{"common parameter of a type without a table", "MedicationDispense", q("_id=md1"),
+		{"common parameter of a type without a table", "Observation", q("_id=md1"),
 			[]Clause{{Param: "_id", Strings: []string{TermCode("_id", "md1")}}}},
 	}
 	for _, tt := range tests {
@@ -163,7 +163,7 @@ func TestParseSearchDates(t *testing.T) {
 			[]DateCond{{Prefix: PrefixLe, DateRange: MustRange(t, "2026-11-22T10:00:00.123Z")}}},
 		{"OR", "Consent", q("date=lt2026,gt2027-06"),
 			[]DateCond{{Prefix: PrefixLt, DateRange: MustRange(t, "2026")}, {Prefix: PrefixGt, DateRange: MustRange(t, "2027-06")}}},
-		{"_lastUpdated on a type without a table", "MedicationDispense", q("_lastUpdated=2026"),
+		{"_lastUpdated on a type without a table", "Observation", q("_lastUpdated=2026"),
 			[]DateCond{{Prefix: PrefixEq, DateRange: MustRange(t, "2026")}}},
 	}
 	for _, tt := range tests {
@@ -322,7 +322,7 @@ func TestParseSearchErrors(t *testing.T) {
 		{"birthdate is not searchable", "Patient", q("birthdate=1970"), false, wantErr{KindInvalid, "not-supported", "birthdate"}},
 		{"_include", "Consent", q("_include=Consent:patient"), false, wantErr{KindInvalid, "not-supported", "_include"}},
 		{"_has", "Patient", q("_has:Consent:patient:status=active"), false, wantErr{KindInvalid, "not-supported", "_has:Consent:patient:status"}},
-		{"unknown type", "MedicationDispense", q("patient.identifier=" + SystemBSN + "|999911120"), false, wantErr{KindInvalid, "not-supported", "patient.identifier"}},
+		{"unknown type", "Observation", q("patient.identifier=" + SystemBSN + "|999911120"), false, wantErr{KindInvalid, "not-supported", "patient.identifier"}},
 		{"token modifier", "Patient", q("identifier:text=x"), false, wantErr{KindInvalid, "not-supported", "identifier:text"}},
 		{"token :missing", "Consent", q("status:missing=true"), false, wantErr{KindInvalid, "not-supported", "status:missing"}},
 		{"token chain", "Patient", q("identifier.value=x"), false, wantErr{KindInvalid, "not-supported", "identifier.value"}},

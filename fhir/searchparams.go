@@ -80,6 +80,11 @@ var typeParams = map[string][]SearchParam{
 		{Code: "type", Type: TypeToken, URL: r4 + "Organization-type", Expression: "Organization.type", Description: "A code for the type of organization", Paths: []string{"type"}},
 		{Code: "endpoint", Type: TypeReference, URL: r4 + "Organization-endpoint", Expression: "Organization.endpoint", Description: "Technical endpoints providing access to services operated for the organization", Paths: []string{"endpoint"}, Targets: []string{"Endpoint"}},
 	},
+	"MedicationDispense": {
+		{Code: "patient", Type: TypeReference, URL: r4 + "clinical-patient", Expression: "MedicationDispense.subject.where(resolve() is Patient)", Description: "The patient by BSN: patient.identifier=http://fhir.nl/fhir/NamingSystem/bsn|<bsn>", Paths: []string{"subject"}, Targets: []string{"Patient"}},
+		{Code: "whenhandedover", Type: TypeDate, URL: r4 + "MedicationDispense-whenhandedover", Expression: "MedicationDispense.whenHandedOver", Description: "Returns dispenses handed over on this date", Paths: []string{"whenHandedOver"}},
+		{Code: "status", Type: TypeToken, URL: r4 + "medications-status", Expression: "MedicationDispense.status", Description: "Returns dispenses with a specified dispense status", Paths: []string{"status"}},
+	},
 	"StructureDefinition": {
 		{Code: "url", Type: TypeURI, URL: r4 + "conformance-url", Expression: "StructureDefinition.url", Description: "The uri that identifies the structure definition", Paths: []string{"url"}},
 		{Code: "type", Type: TypeToken, URL: r4 + "StructureDefinition-type", Expression: "StructureDefinition.type", Description: "Type defined or constrained by this structure", Paths: []string{"type"}},

@@ -28,7 +28,7 @@ func TestSearchParamsDesign(t *testing.T) {
 }
 
 func TestSearchParamsDefinitions(t *testing.T) {
-	types := append(slices.Clone(tableTypes), "MedicationDispense", "")
+	types := append(slices.Clone(tableTypes), "Observation", "")
 	for _, typ := range types {
 		t.Run(typ, func(t *testing.T) {
 			ps := SearchParams(typ)
@@ -108,8 +108,8 @@ func TestLookupParam(t *testing.T) {
 		{"Consent", "period", true, TypeDate},
 		{"AuditEvent", "patient", true, TypeReference},
 		{"StructureDefinition", "url", true, TypeURI},
-		{"MedicationDispense", "_lastUpdated", true, TypeDate},
-		{"MedicationDispense", "patient", false, ""},
+		{"Observation", "_lastUpdated", true, TypeDate},
+		{"Observation", "patient", false, ""},
 		{"Patient", "", false, ""},
 		{"Patient", "Identifier", false, ""},
 	}

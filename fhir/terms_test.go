@@ -357,7 +357,7 @@ func TestExtractTermsShapes(t *testing.T) {
 			doc: `{"patient": "Patient/1", "status": 5, "provision": [1, "a", null], "dateTime": 20261122, "organization": [null, true]}`,
 		},
 		{
-			name: "an unknown type has only the common parameters", typ: "MedicationDispense",
+			name: "an unknown type has only the common parameters", typ: "Observation",
 			doc:     `{"id": "md1", "meta": {"lastUpdated": "2026-11-22T09:00:00Z"}, "status": "completed"}`,
 			strings: []string{TermCode("_id", "md1"), TermNoSystem("_id", "md1")},
 			dates:   []wantDate{{"_lastUpdated", "2026-11-22T09:00:00Z", "2026-11-22T09:00:01Z"}},

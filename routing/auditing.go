@@ -107,6 +107,7 @@ func (s *server) recordNow(c *gin.Context, status int) error {
 		Query:       c.Request.Method + " " + c.Request.URL.RequestURI(),
 		Resources:   t.resources,
 		Category:    t.category,
+		Sources:     t.sources,
 	}
 	if ev.Status >= 400 && ev.Description == "" {
 		ev.Description = http.StatusText(ev.Status)

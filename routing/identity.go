@@ -25,6 +25,7 @@ type trail struct {
 	patientBSN  string
 	resources   []string
 	category    string
+	sources     []audit.Source
 	description string
 	// recorded is set when the AuditEvent was stored before a streamed
 	// answer; realWriter is the unheld writer for such answers.

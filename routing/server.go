@@ -49,6 +49,9 @@ type Config struct {
 	// Policy decides who may do what; Audit records every interaction.
 	Policy *access.Policy
 	Audit  AuditRecorder
+	// Federator answers the federated queries (MedicationDispense search,
+	// Patient/$summary); without it those routes are absent.
+	Federator Federator
 	// AuditLog serves $verify and $export; ExportDir holds export files.
 	AuditLog  store.AuditLog
 	ExportDir string
@@ -73,6 +76,7 @@ type server struct {
 	policy    *access.Policy
 	audit     AuditRecorder
 	auditLog  store.AuditLog
+	federator Federator
 	exportDir string
 	exports   *exportJobs
 	validator Validator
@@ -95,7 +99,7 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	s := &server{
 		store: cfg.Store, codec: cfg.Codec, log: cfg.Logger, metrics: cfg.Metrics, policy: cfg.Policy, audit: cfg.Audit,
-		auditLog: cfg.AuditLog, exportDir: cfg.ExportDir, exports: &exportJobs{jobs: map[string]*exportJob{}},
+		auditLog: cfg.AuditLog, federator: cfg.Federator, exportDir: cfg.ExportDir, exports: &exportJobs{jobs: map[string]*exportJob{}},
 		validator: cfg.Validator, maxBody: cfg.MaxBody, base: strings.TrimSuffix(cfg.PublicBase, "/"),
 		software: cfg.Software, now: cfg.Now, newID: cfg.NewID, condLocks: newKeyedMutex(),
 	}
@@ -161,10 +165,11 @@ func (s *server) routes() []route {
 	rs = append(rs, s.auditRoutes()...)
 	rs = append(rs, s.profileRoutes()...)
 	rs = append(rs, s.pixRoutes()...)
+	rs = append(rs, s.federatedRoutes()...)
 	for _, r := range conformance.Table() {
 		t := r.Type
-		if t == "StructureDefinition" {
-			continue // served from the validator's definitions: profileRoutes
+		if t == "StructureDefinition" || t == "MedicationDispense" {
+			continue // served from the definitions (profileRoutes) and by federation (federatedRoutes)
 		}
 		p := "/" + t
 		a := actions[t]

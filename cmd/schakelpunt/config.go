@@ -5,34 +5,58 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/schakelpunt/schakelpunt/fhir"
 )
 
 // Config is the configuration of serve: YAML file, then SCHAKELPUNT_*
 // environment variables, then flags (flags win).
 type Config struct {
-	Listen          string        `yaml:"listen"`
-	AdminListen     string        `yaml:"admin_listen"`
-	PatientListen   string        `yaml:"patient_listen"`
-	DataDir         string        `yaml:"data_dir"`
-	Store           string        `yaml:"store"`
-	MongoDBURI      string        `yaml:"mongodb_uri"`
-	MongoDBDatabase string        `yaml:"mongodb_database"`
-	Demo            bool          `yaml:"demo"`
-	MaxBodyBytes    int64         `yaml:"max_body_bytes"`
-	PublicBaseURL   string        `yaml:"public_base_url"`
-	LogLevel        string        `yaml:"log_level"`
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	TLS             TLSConfig     `yaml:"tls"`
-	Policy          PolicyConfig  `yaml:"policy"`
-	Audit           AuditConfig   `yaml:"audit"`
+	Listen          string           `yaml:"listen"`
+	AdminListen     string           `yaml:"admin_listen"`
+	PatientListen   string           `yaml:"patient_listen"`
+	DataDir         string           `yaml:"data_dir"`
+	Store           string           `yaml:"store"`
+	MongoDBURI      string           `yaml:"mongodb_uri"`
+	MongoDBDatabase string           `yaml:"mongodb_database"`
+	Demo            bool             `yaml:"demo"`
+	MaxBodyBytes    int64            `yaml:"max_body_bytes"`
+	PublicBaseURL   string           `yaml:"public_base_url"`
+	LogLevel        string           `yaml:"log_level"`
+	ShutdownTimeout time.Duration    `yaml:"shutdown_timeout"`
+	TLS             TLSConfig        `yaml:"tls"`
+	Policy          PolicyConfig     `yaml:"policy"`
+	Audit           AuditConfig      `yaml:"audit"`
+	Federation      FederationConfig `yaml:"federation"`
+	// Sources are the source systems (YAML only: a list).
+	Sources []SourceConfig `yaml:"sources"`
 	// Supervisors may read the whole access log (YAML only: a list).
 	Supervisors []SupervisorConfig `yaml:"supervisors"`
+}
+
+// FederationConfig is our identity towards the sources and whom we trust
+// as a source.
+type FederationConfig struct {
+	ClientCert       string        `yaml:"client_cert"`
+	ClientKey        string        `yaml:"client_key"`
+	SourceCA         []string      `yaml:"source_ca"`
+	PerSourceTimeout time.Duration `yaml:"per_source_timeout"`
+	Deadline         time.Duration `yaml:"deadline"`
+}
+
+// SourceConfig is one source system (DESIGN.md section 8).
+type SourceConfig struct {
+	URA        string   `yaml:"ura"`
+	Name       string   `yaml:"name"`
+	BaseURL    string   `yaml:"base_url"`
+	Categories []string `yaml:"categories"`
 }
 
 // AuditConfig is the access log's retention.
@@ -90,6 +114,11 @@ var settings = []setting{
 	{"tls.crl", "", "certificate revocation lists (comma-separated files, reloaded when they change)", func(c *Config) any { return &c.TLS.CRL }},
 	{"audit.retention", "43800h", "how long AuditEvents are kept (0 keeps them forever); older ones are removed, the chain stays verifiable", func(c *Config) any { return &c.Audit.Retention }},
 	{"audit.retention_interval", "1h", "how often the retention job runs", func(c *Config) any { return &c.Audit.RetentionInterval }},
+	{"federation.client_cert", "", "our client certificate towards the sources (PEM); empty: issued by the development CA", func(c *Config) any { return &c.Federation.ClientCert }},
+	{"federation.client_key", "", "its private key (PEM)", func(c *Config) any { return &c.Federation.ClientKey }},
+	{"federation.source_ca", "", "CA certificates a source's server certificate must chain to (comma-separated files)", func(c *Config) any { return &c.Federation.SourceCA }},
+	{"federation.per_source_timeout", "3s", "how long one source may take to answer", func(c *Config) any { return &c.Federation.PerSourceTimeout }},
+	{"federation.deadline", "5s", "how long a federated query may take in all", func(c *Config) any { return &c.Federation.Deadline }},
 	{"policy.gp_summary_roles", "", "role codes (x for any digit) admitted to the GP summary beyond 01.015 and 01.004, e.g. 01.047", func(c *Config) any { return &c.Policy.GPSummaryRoles }},
 	{"policy.medication_roles", "", "role codes admitted to medication beyond the defaults", func(c *Config) any { return &c.Policy.MedicationRoles }},
 }
@@ -223,6 +252,23 @@ func (c *Config) check() error {
 	}
 	if c.Audit.Retention < 0 || c.Audit.RetentionInterval <= 0 {
 		return errors.New("config: audit.retention must be 0 or more and audit.retention_interval more than 0")
+	}
+	if (c.Federation.ClientCert == "") != (c.Federation.ClientKey == "") {
+		return errors.New("config: federation.client_cert and federation.client_key go together")
+	}
+	if c.Federation.PerSourceTimeout <= 0 || c.Federation.Deadline <= 0 {
+		return errors.New("config: federation.per_source_timeout and federation.deadline must be more than 0")
+	}
+	for i, src := range c.Sources {
+		u, err := url.Parse(src.BaseURL)
+		if !fhir.ValidURA(src.URA) || err != nil || u.Scheme != "https" || u.Host == "" {
+			return fmt.Errorf("config: sources[%d] needs an 8-digit ura and an https base_url", i)
+		}
+		for _, cat := range src.Categories {
+			if cat != "medication" && cat != "gp-summary" {
+				return fmt.Errorf("config: sources[%d]: category %q is not medication or gp-summary", i, cat)
+			}
+		}
 	}
 	if c.DataDir == "" {
 		return errors.New("config: data_dir is empty")

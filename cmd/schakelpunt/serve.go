@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -11,15 +12,18 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/schakelpunt/schakelpunt/access"
+	"github.com/schakelpunt/schakelpunt/access/mtls"
 	"github.com/schakelpunt/schakelpunt/access/pki"
 	"github.com/schakelpunt/schakelpunt/audit"
 	"github.com/schakelpunt/schakelpunt/conformance"
+	"github.com/schakelpunt/schakelpunt/federation"
 	"github.com/schakelpunt/schakelpunt/fhir"
 	"github.com/schakelpunt/schakelpunt/profiles"
 	"github.com/schakelpunt/schakelpunt/routing"
@@ -62,6 +66,7 @@ type app struct {
 	pkiDir   string // the development PKI, when one is in use
 	recorder *audit.Recorder
 	stopJobs context.CancelFunc
+	engine   *federation.Engine
 }
 
 // PublicAddr and AdminAddr are the bound addresses (useful with port 0).
@@ -112,6 +117,11 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (_
 	if err != nil {
 		return nil, err
 	}
+	engine, err := a.federationEngine(metrics, policy, validator)
+	if err != nil {
+		return nil, err
+	}
+	a.engine = engine
 	auditLog, ok := st.(store.AuditLog)
 	if !ok {
 		return nil, fmt.Errorf("store %s keeps no audit log", cfg.Store)
@@ -124,6 +134,7 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (_
 		Metrics:    metrics,
 		Policy:     policy,
 		Validator:  validator,
+		Federator:  engine,
 		Audit:      a.recorder,
 		AuditLog:   auditLog,
 		ExportDir:  filepath.Join(cfg.DataDir, "exports"),
@@ -204,6 +215,7 @@ func (a *app) shutdown() error {
 		errs = append(errs, fmt.Errorf("admin listener: %w", err))
 	}
 	a.stopJobs()
+	a.engine.Close()
 	if err := a.recorder.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("audit: %w", err))
 	}
@@ -279,4 +291,68 @@ func roleOf(req pki.IssueRequest) string {
 		return "00.000"
 	}
 	return req.Role
+}
+
+// federationEngine builds the federation engine from the configured
+// sources, our client certificate (from configuration, or issued by the
+// development CA) and the CAs we trust as sources.
+func (a *app) federationEngine(metrics *routing.Metrics, policy *access.Policy, validator *profiles.Validator) (*federation.Engine, error) {
+	cfg := a.cfg
+	var registry []federation.Source
+	for _, s := range cfg.Sources {
+		registry = append(registry, federation.Source{URA: s.URA, Name: s.Name, BaseURL: strings.TrimSuffix(s.BaseURL, "/"), Categories: s.Categories})
+	}
+	var (
+		cert tls.Certificate
+		cas  []*x509.Certificate
+		err  error
+	)
+	switch {
+	case cfg.Federation.ClientCert != "":
+		if cert, err = tls.LoadX509KeyPair(cfg.Federation.ClientCert, cfg.Federation.ClientKey); err != nil {
+			return nil, fmt.Errorf("federation.client_cert/client_key: %w", err)
+		}
+		if cas, err = mtls.LoadCertificates(cfg.Federation.SourceCA...); err != nil {
+			return nil, fmt.Errorf("federation.source_ca: %w", err)
+		}
+	case a.pkiDir != "":
+		ca, err := pki.Load(a.pkiDir)
+		if err != nil {
+			return nil, err
+		}
+		if cert, err = devClientCert(ca, filepath.Join(a.pkiDir, "schakelpunt-client")); err != nil {
+			return nil, err
+		}
+		cas = []*x509.Certificate{ca.Cert}
+	default:
+		if len(registry) > 0 {
+			return nil, errors.New("config: sources need federation.client_cert, client_key and source_ca")
+		}
+	}
+	if len(cas) == 0 {
+		cas = nil
+	}
+	return federation.New(federation.Config{
+		Registry: registry, Index: a.store, Policy: policy, Validator: validator,
+		ClientCert: cert, SourceCAs: cas, Logger: a.log,
+		PerSourceTimeout: cfg.Federation.PerSourceTimeout, Deadline: cfg.Federation.Deadline,
+	})
+}
+
+// devClientCert is the switching point's own client certificate towards
+// sources under the development CA (a server card of the operator).
+func devClientCert(ca *pki.CA, prefix string) (tls.Certificate, error) {
+	if cert, err := tls.LoadX509KeyPair(prefix+".crt", prefix+".key"); err == nil {
+		if leaf, err := x509.ParseCertificate(cert.Certificate[0]); err == nil && time.Until(leaf.NotAfter) > 24*time.Hour && leaf.CheckSignatureFrom(ca.Cert) == nil {
+			return cert, nil
+		}
+	}
+	certPEM, keyPEM, _, err := ca.Issue(pki.IssueRequest{CardType: access.CardServer, UZI: "99999990", URA: "90000000", Name: "Schakelpunt (development)", ClientAuth: true})
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("development federation certificate: %w", err)
+	}
+	if err := pki.WriteFiles(prefix, certPEM, keyPEM); err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
 }
