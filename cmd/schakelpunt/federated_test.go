@@ -50,18 +50,22 @@ func startDemoSource(t *testing.T, dataDir, dir, role string) string {
 	return "https://" + ln.Addr().String() + "/fhir/R4"
 }
 
-func send(t *testing.T, c *http.Client, method, url, body string) (int, []byte) {
-	t.Helper()
+// send makes one request; the body is sent as FHIR JSON when not empty.
+func send(tb testing.TB, c *http.Client, method, url, body string) (int, []byte) {
+	tb.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	if body != "" {
 		req.Header.Set("Content-Type", "application/fhir+json")
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	return resp.StatusCode, b
 }
 

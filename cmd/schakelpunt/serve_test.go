@@ -59,13 +59,7 @@ func devClient(tb testing.TB, dataDir, role string) *http.Client {
 
 func get(tb testing.TB, c *http.Client, url string) (int, []byte) {
 	tb.Helper()
-	resp, err := c.Get(url)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	return send(tb, c, "GET", url, "")
 }
 
 func TestServeEndToEnd(t *testing.T) {
