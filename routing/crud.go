@@ -266,27 +266,33 @@ func (s *server) update(t string) gin.HandlerFunc {
 			s.fail(c, fhir.Errorf(fhir.KindInvalid, "invalid", "the resource id %q does not match the id in the URL %q", res.ID, id).At(t+".id"))
 			return
 		}
-		match, err := ifMatch(c)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
 		if err := s.writable(c, t, id); err != nil {
 			s.fail(c, err)
 			return
 		}
-		r, err := s.store.Update(c.Request.Context(), writeOf(res, id), match)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		noteResource(c, r)
-		status := http.StatusOK
-		if r.Version == 1 {
-			status = http.StatusCreated
-		}
-		s.respond(c, status, r, status == http.StatusCreated)
+		s.storeUpdate(c, res, id)
 	}
+}
+
+// storeUpdate stores res as the next version of id (honouring If-Match)
+// and answers 200, or 201 when it created the resource.
+func (s *server) storeUpdate(c *gin.Context, res *fhir.Resource, id string) {
+	match, err := ifMatch(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	r, err := s.store.Update(c.Request.Context(), writeOf(res, id), match)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	noteResource(c, r)
+	status := http.StatusOK
+	if r.Version == 1 {
+		status = http.StatusCreated
+	}
+	s.respond(c, status, r, status == http.StatusCreated)
 }
 
 func (s *server) conditionalUpdate(t string) gin.HandlerFunc {
@@ -328,22 +334,7 @@ func (s *server) conditionalUpdate(t string) gin.HandlerFunc {
 			s.fail(c, fhir.Errorf(fhir.KindPrecondition, "multiple-matches", "the criteria match more than one %s", t))
 			return
 		}
-		match, err := ifMatch(c)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		r, err := s.store.Update(ctx, writeOf(res, id), match)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		noteResource(c, r)
-		status := http.StatusOK
-		if r.Version == 1 {
-			status = http.StatusCreated
-		}
-		s.respond(c, status, r, status == http.StatusCreated)
+		s.storeUpdate(c, res, id)
 	}
 }
 
@@ -380,16 +371,21 @@ func (s *server) delete(t string) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
-		r, err := s.store.Delete(c.Request.Context(), t, id, match)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		noteResource(c, r)
-		c.Header("ETag", etag(r))
-		c.Status(http.StatusNoContent)
-		c.Writer.WriteHeaderNow()
+		s.storeDelete(c, t, id, match)
 	}
+}
+
+// storeDelete deletes id (honouring ifMatch) and answers 204.
+func (s *server) storeDelete(c *gin.Context, t, id string, ifMatch int64) {
+	r, err := s.store.Delete(c.Request.Context(), t, id, ifMatch)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	noteResource(c, r)
+	c.Header("ETag", etag(r))
+	c.Status(http.StatusNoContent)
+	c.Writer.WriteHeaderNow()
 }
 
 func (s *server) conditionalDelete(t string) gin.HandlerFunc {
@@ -398,7 +394,6 @@ func (s *server) conditionalDelete(t string) gin.HandlerFunc {
 			s.fail(c, fhir.Errorf(fhir.KindNotAllowed, "not-supported", "DELETE on a type needs search criteria (conditional delete)"))
 			return
 		}
-		ctx := c.Request.Context()
 		unlock := s.condLocks.lock(t)
 		defer unlock()
 		matches, err := s.matchCondition(c, t, searchQuery(c.Request.URL.Query()))
@@ -416,15 +411,7 @@ func (s *server) conditionalDelete(t string) gin.HandlerFunc {
 			return
 		}
 		notePatient(c, t, termsOf(t, matches[0].Body))
-		r, err := s.store.Delete(ctx, t, matches[0].ID, 0)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		noteResource(c, r)
-		c.Header("ETag", etag(r))
-		c.Status(http.StatusNoContent)
-		c.Writer.WriteHeaderNow()
+		s.storeDelete(c, t, matches[0].ID, 0)
 	}
 }
 
