@@ -305,7 +305,7 @@ type required struct {
 // it on first use.
 func (g *generator) ref(path string) map[string]any {
 	if _, done := g.defs[path]; !done {
-		g.defs[path] = true // placeholder: stops the recursion
+		g.defs[path] = true // marks it in progress: a recursive element refers to it by $ref
 		g.defs[path] = g.item(g.byPath[path], "/$defs/"+token(path), "")
 	}
 	return map[string]any{"$ref": "#/$defs/" + token(path)}

@@ -114,7 +114,7 @@ func writeModes(t *testing.T, run func(t *testing.T, open func(t *testing.T) (*S
 				db := freshDatabase(t)
 				s := mustOpenDB(t, db, Options{})
 				if mode.rollForward && !s.rollForward {
-					t.Skip("the server updates atomically")
+					t.Skip("a real MongoDB replaces atomically: the FerretDB roll-forward path does not run there")
 				}
 				s.rollForward = mode.rollForward
 				return s, db
