@@ -71,6 +71,34 @@ func param(resourceType, code string) (SearchParam, bool) {
 	return SearchParam{}, false
 }
 
+// extractor is a search parameter with its paths split into segments,
+// prepared once per type: ExtractTerms runs on every write.
+type extractor struct {
+	param SearchParam
+	paths [][]string
+}
+
+func extractorsOf(resourceType string) []extractor {
+	params := SearchParams(resourceType)
+	out := make([]extractor, len(params))
+	for i, p := range params {
+		out[i].param = p
+		for _, path := range p.Paths {
+			out[i].paths = append(out[i].paths, strings.Split(path, "."))
+		}
+	}
+	return out
+}
+
+// extractors are prepared for every type of the tables (read-only).
+var extractors = func() map[string][]extractor {
+	m := map[string][]extractor{}
+	for t := range typeParams {
+		m[t] = extractorsOf(t)
+	}
+	return m
+}()
+
 // ExtractTerms computes the index terms of a resource document.
 func ExtractTerms(resourceType string, doc map[string]any) Terms {
 	var t Terms
@@ -81,9 +109,14 @@ func ExtractTerms(resourceType string, doc map[string]any) Terms {
 			t.Strings = append(t.Strings, s)
 		}
 	}
-	for _, p := range SearchParams(resourceType) {
-		for _, path := range p.Paths {
-			for _, v := range walk(doc, strings.Split(path, ".")) {
+	exs, ok := extractors[resourceType]
+	if !ok {
+		exs = extractorsOf(resourceType) // a type without a table: the common parameters
+	}
+	for _, ex := range exs {
+		p := ex.param
+		for _, path := range ex.paths {
+			for _, v := range walk(doc, path) {
 				switch p.Type {
 				case TypeToken, TypeURI:
 					tokenTerms(p.Code, v, add)

@@ -423,11 +423,12 @@ func timeOfMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 // they do not learn it exists. err is the store's answer (nil or ErrGone)
 // and is returned for visible resources.
 func (s *server) visible(c *gin.Context, r store.Resource, err error) error {
-	if !r.Deleted && !inScope(c, r) {
-		return fhir.Errorf(fhir.KindNotFound, "not-found", "resource not found")
-	}
 	if !r.Deleted {
-		notePatient(c, r.Type, termsOf(r.Type, r.Body))
+		terms := termsOf(r.Type, r.Body) // decoded once: scope and audit both need them
+		if !inScopeTerms(c, r.Type, terms) {
+			return fhir.Errorf(fhir.KindNotFound, "not-found", "resource not found")
+		}
+		notePatient(c, r.Type, terms)
 	}
 	noteResource(c, r)
 	return err

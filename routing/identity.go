@@ -115,11 +115,16 @@ func agentSystem(p access.Principal) (string, bool) {
 // out of scope are answered as not found: a requester does not learn that
 // they exist.
 func inScope(c *gin.Context, r store.Resource) bool {
-	clauses := scopeClauses(c, r.Type)
-	if len(clauses) == 0 || r.Deleted {
+	if r.Deleted || len(scopeClauses(c, r.Type)) == 0 {
 		return true
 	}
-	return store.Matches(clauses, termsOf(r.Type, r.Body))
+	return inScopeTerms(c, r.Type, termsOf(r.Type, r.Body))
+}
+
+// inScopeTerms is inScope for a resource whose terms are at hand.
+func inScopeTerms(c *gin.Context, typ string, terms fhir.Terms) bool {
+	clauses := scopeClauses(c, typ)
+	return len(clauses) == 0 || store.Matches(clauses, terms)
 }
 
 func termsOf(typ string, body []byte) fhir.Terms {
