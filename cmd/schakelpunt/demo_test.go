@@ -43,7 +43,7 @@ func (s *logBuffer) String() string {
 // inProcess is `schakelpunt serve` running in this process, as a user runs
 // it: through realMain, with its output captured.
 type inProcess struct {
-	base   string      // the public FHIR base
+	base   string     // the public FHIR base
 	out    *logBuffer // stderr: the log and the printed notes
 	cancel context.CancelFunc
 	done   chan error
