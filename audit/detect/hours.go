@@ -1,0 +1,75 @@
+package detect
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/schakelpunt/schakelpunt/fhir"
+)
+
+// hourTable counts an organisation's queries per hour of the day over
+// the trailing days: a ring of one row of 24 counters per day.
+type hourTable struct {
+	counts   []uint32 // days × 24
+	rowTotal []uint32
+	rowDay   []int64   // the day number each row holds
+	fired    [24]int64 // day number + 1 of the last hit per hour
+	last     time.Time
+}
+
+func (h *hourTable) lastSeen() time.Time { return h.last }
+
+// dayNumber is the local calendar day of t as days since 1970-01-01.
+func dayNumber(t time.Time) int64 {
+	y, m, d := t.Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix() / 86400
+}
+
+func (d *Detector) unusualHour(o *Observation) (Hit, bool) {
+	r := d.rules.UnusualHour
+	if r.Days == 0 {
+		return Hit{}, false
+	}
+	days := r.Days
+	h := d.hours.get(o.URA, func() *hourTable {
+		return &hourTable{counts: make([]uint32, days*24), rowTotal: make([]uint32, days), rowDay: slices.Repeat([]int64{-1}, days)}
+	})
+	local := o.At.In(r.Location)
+	day, hour := dayNumber(local), local.Hour()
+	// The history: the trailing days up to and including today, before
+	// this query.
+	var total, inHour uint64
+	for row := range days {
+		if rd := h.rowDay[row]; rd > day-int64(days) && rd <= day {
+			total += uint64(h.rowTotal[row])
+			inHour += uint64(h.counts[row*24+hour])
+		}
+	}
+	row := int(day % int64(days))
+	switch {
+	case h.rowDay[row] == day:
+	case h.rowDay[row] < day:
+		clear(h.counts[row*24 : row*24+24])
+		h.rowTotal[row], h.rowDay[row] = 0, day
+	default:
+		row = -1 // older than the ring: not counted
+	}
+	if row >= 0 {
+		h.counts[row*24+hour]++
+		h.rowTotal[row]++
+	}
+	if o.At.After(h.last) {
+		h.last = o.At
+	}
+	if total < uint64(r.MinHistory) || float64(inHour) >= r.MinShare*float64(total) || h.fired[hour] == day+1 {
+		return Hit{}, false
+	}
+	h.fired[hour] = day + 1
+	return Hit{
+		Rule: RuleUnusualHour, At: o.At, Since: o.At, Subject: Subject{Type: "Organization", System: fhir.SystemURA, Value: o.URA},
+		URAs: []string{o.URA}, Evidence: []string{o.ID},
+		Text: fmt.Sprintf("organisation %s queried patient data between %02d:00 and %02d:00 (%s), an hour with %d of its %d queries over the last %d days (below %.2f%%); professional %s",
+			o.URA, hour, (hour+1)%24, r.Location, inHour, total, days, 100*r.MinShare, o.UZI),
+	}, true
+}
