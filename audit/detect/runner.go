@@ -97,8 +97,11 @@ func (r *Runner) Offer(events []audit.Event) {
 	}
 }
 
-// Close examines what is queued and stops.
+// Close examines what is queued and stops. A nil Runner is closed.
 func (r *Runner) Close() {
+	if r == nil {
+		return
+	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()

@@ -39,6 +39,8 @@ type Config struct {
 	Sources []SourceConfig `yaml:"sources"`
 	// Supervisors may read the whole access log (YAML only: a list).
 	Supervisors []SupervisorConfig `yaml:"supervisors"`
+	// Detection is the abuse detection section (YAML only; detect.go).
+	Detection DetectionConfig `yaml:"detection"`
 }
 
 // FederationConfig is our identity towards the sources and whom we trust
@@ -187,7 +189,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	}
 	fs.Visit(func(f *flag.Flag) { setFlags = append(setFlags, f.Name) })
 
-	c := &Config{}
+	c := &Config{Detection: defaultDetection()}
 	for _, s := range settings {
 		if err := s.set(c, s.def); err != nil {
 			return nil, err
@@ -272,6 +274,9 @@ func (c *Config) check() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("config: data_dir is empty")
+	}
+	if _, err := c.Detection.rules(); err != nil {
+		return err
 	}
 	return nil
 }
