@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/schakelpunt/schakelpunt/fhir"
 	"github.com/schakelpunt/schakelpunt/store"
@@ -123,6 +124,7 @@ func FlagWrite(h Hit, id string) (store.Write, error) {
 // StoredFlag is what a report needs of a stored Flag.
 type StoredFlag struct {
 	ID       string
+	At       time.Time // period.start
 	Rule     string
 	URAs     []string
 	Evidence []string
@@ -138,6 +140,13 @@ func ParseFlag(body []byte) (StoredFlag, error) {
 		return StoredFlag{}, fmt.Errorf("detect: a %s is not a Flag", f.ResourceType)
 	}
 	s := StoredFlag{ID: f.ID}
+	if f.Period.Start != "" {
+		at, err := time.Parse(time.RFC3339Nano, f.Period.Start)
+		if err != nil {
+			return StoredFlag{}, fmt.Errorf("detect: Flag/%s period: %w", f.ID, err)
+		}
+		s.At = at
+	}
 	for _, c := range f.Code.Coding {
 		if c.System == SystemRule {
 			s.Rule = c.Code
