@@ -16,7 +16,7 @@ import (
 	"github.com/schakelpunt/schakelpunt/store/sqlite"
 )
 
-func mustStore(t *testing.T) *sqlite.Store {
+func mustStore(t testing.TB) *sqlite.Store {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "schakelpunt.db"), sqlite.Options{})
 	if err != nil {
