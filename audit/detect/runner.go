@@ -30,6 +30,10 @@ type RunnerOptions struct {
 	OnHit     func(rule string)
 	OnDropped func(n int)
 	NewID     func() string
+	// Warm, when set, runs in the detector's goroutine before the first
+	// event is examined (events queue meanwhile): learning from the log,
+	// see Warm. Its context ends with Close.
+	Warm func(ctx context.Context, d *Detector)
 }
 
 // Runner feeds a Detector from the Recorder in its own goroutine and
@@ -38,7 +42,8 @@ type Runner struct {
 	d      *Detector
 	opts   RunnerOptions
 	queue  chan Observation
-	done   chan struct{}
+	stop   context.CancelFunc // ends Warm
+	ctx    context.Context
 	mu     sync.RWMutex // guards closed against Offer
 	closed bool
 	wg     sync.WaitGroup
@@ -61,7 +66,8 @@ func Start(d *Detector, opts RunnerOptions) *Runner {
 	if opts.NewID == nil {
 		opts.NewID = newFlagID
 	}
-	r := &Runner{d: d, opts: opts, queue: make(chan Observation, opts.Queue), done: make(chan struct{})}
+	r := &Runner{d: d, opts: opts, queue: make(chan Observation, opts.Queue)}
+	r.ctx, r.stop = context.WithCancel(context.Background())
 	r.wg.Add(1)
 	go r.run()
 	return r
@@ -110,11 +116,15 @@ func (r *Runner) Close() {
 	r.closed = true
 	close(r.queue)
 	r.mu.Unlock()
+	r.stop()
 	r.wg.Wait()
 }
 
 func (r *Runner) run() {
 	defer r.wg.Done()
+	if r.opts.Warm != nil {
+		r.opts.Warm(r.ctx, r.d)
+	}
 	ctx := context.Background()
 	for o := range r.queue {
 		for _, h := range r.d.Observe(ctx, o) {

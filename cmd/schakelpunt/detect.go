@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -120,8 +121,21 @@ func startDetection(cfg DetectionConfig, st store.Store, reg prometheus.Register
 	if err != nil {
 		return nil, err
 	}
+	// What the rules learn (an organisation's hours, its contacts) is
+	// read back from the log, so that a restart does not start empty.
+	now := time.Now()
+	warm := func(ctx context.Context, d *detect.Detector) {
+		if since := rules.WarmSince(now); !since.IsZero() {
+			n, err := detect.Warm(ctx, d, st, since, now)
+			if err != nil {
+				log.Warn("abuse detection: learning from the log stopped", slog.Int("events", n), slog.Any("err", err))
+				return
+			}
+			log.Info("abuse detection: learned from the log", slog.Int("events", n), slog.Time("since", since))
+		}
+	}
 	return detect.Start(d, detect.RunnerOptions{
-		Store: st, Queue: cfg.Queue, Logger: log,
+		Store: st, Queue: cfg.Queue, Logger: log, Warm: warm,
 		OnHit:     func(rule string) { alerts.WithLabelValues(rule).Inc() },
 		OnDropped: func(n int) { dropped.Add(float64(n)) },
 	}), nil
