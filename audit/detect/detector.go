@@ -106,7 +106,7 @@ func (d *Detector) Observe(ctx context.Context, o Observation) []Hit {
 		d.sweep()
 	}
 	var hits []Hit
-	if o.Query() {
+	if o.AboutPatient() {
 		if h, ok := d.distinctPatients(&o); ok {
 			hits = append(hits, h)
 		}

@@ -132,6 +132,26 @@ func TestDistinctPatients(t *testing.T) {
 			}
 			return s
 		}(), []wantHit{{detect.RuleDistinctPatients, "Practitioner|111", q(6*min, "111", "90000001", bsns[3], permit).ID, 4}}},
+		{"refused before the query: the patients are still named", func() []detect.Observation {
+			var s []detect.Observation
+			for i := range 4 {
+				o := q(time.Duration(i)*min, "114", "90000111", bsns[i], deny)
+				o.Category = "" // refused by the role policy before the query was read
+				s = append(s, o)
+			}
+			return s
+		}(), []wantHit{{detect.RuleDistinctPatients, "Practitioner|114", func() string {
+			o := q(3*min, "114", "90000111", bsns[3], deny)
+			return o.ID
+		}(), 4}}},
+		{"a source system registering its patients", func() []detect.Observation {
+			var s []detect.Observation
+			for i := range 6 {
+				s = append(s, detect.Observation{ID: fmt.Sprint("reg", i), At: base.Add(time.Duration(i) * min), Card: "S", URA: "90000002",
+					BSN: bsns[i], Decision: permit, Success: true})
+			}
+			return s
+		}(), nil},
 		{"again after the window", []detect.Observation{
 			q(0, "111", "90000001", bsns[0], permit), q(1*min, "111", "90000001", bsns[1], permit),
 			q(2*min, "111", "90000001", bsns[2], permit), q(3*min, "111", "90000001", bsns[3], permit),

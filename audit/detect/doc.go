@@ -5,7 +5,7 @@
 //
 // The rules (see Rules):
 //
-//   - distinct-patients: one professional (UZI number) queried more
+//   - distinct-patients: one professional (UZI number) asked about more
 //     distinct patients within a window than a threshold;
 //   - no-relationship: an organisation received a patient's data while
 //     it neither registered that patient in the index nor had an earlier
@@ -13,12 +13,17 @@
 //     organisation about the patient within a look-back period);
 //   - denial-burst: one professional was denied a number of times within
 //     a short window;
-//   - unusual-hour: an organisation queried patient data in an hour of
-//     the day in which it made less than a share of its queries over a
+//   - unusual-hour: an organisation asked about a patient in an hour of
+//     the day in which it made less than a share of such requests over a
 //     trailing number of days (learned per organisation, with a minimum
 //     history before it fires);
-//   - many-organisations: one patient was queried by more distinct
-//     organisations within a window than a threshold.
+//   - many-organisations: more distinct organisations than a threshold
+//     asked about one patient within a window.
+//
+// "Asked about a patient" is any request of a person (UZI card Z, N or
+// M) of an organisation naming a patient (AboutPatient), permitted or
+// not; no-relationship looks only at permitted queries for a patient's
+// data (Query).
 //
 // Time is the events' own recorded time, not the wall clock: replaying a
 // log gives the same hits. Memory is bounded: windows forget what is

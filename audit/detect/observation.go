@@ -33,10 +33,19 @@ type Observation struct {
 	Success  bool // outcome 0
 }
 
+// AboutPatient reports whether o is a request by a person of an
+// organisation about a patient: a query for their data, and also a
+// request refused before it got that far (a role without access to
+// medication still names the patient), an index or consent request by
+// an employee.
+func (o *Observation) AboutPatient() bool {
+	return o.BSN != "" && o.UZI != "" && o.URA != ""
+}
+
 // Query reports whether o is a query for a patient's data (a federated
 // MedicationDispense search or $summary) by a person of an organisation.
 func (o *Observation) Query() bool {
-	return o.Category != "" && o.BSN != "" && o.UZI != "" && o.URA != ""
+	return o.Category != "" && o.AboutPatient()
 }
 
 // FromEvent is the observation of an event as the Recorder stored it.

@@ -17,7 +17,7 @@ func (d *Detector) Learn(o Observation) {
 	if o.At.After(d.newest) {
 		d.newest = o.At
 	}
-	if r := d.rules.UnusualHour; r.Days > 0 && o.Query() {
+	if r := d.rules.UnusualHour; r.Days > 0 && o.AboutPatient() {
 		local := o.At.In(r.Location)
 		d.table(o.URA).count(o.At, dayNumber(local), local.Hour())
 	}
