@@ -50,7 +50,7 @@ func (h *hourTable) history(day int64, hour int) (total, inHour uint64) {
 // count adds a query at t (local time) to the table.
 func (h *hourTable) count(t time.Time, day int64, hour int) {
 	days := int64(len(h.rowTotal))
-	row := int(day % days)
+	row := int((day%days + days) % days) // a day before 1970 is negative
 	switch {
 	case h.rowDay[row] == day:
 	case h.rowDay[row] < day:

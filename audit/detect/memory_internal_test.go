@@ -62,3 +62,28 @@ func TestMemoryBounded(t *testing.T) {
 		t.Fatalf("after the windows passed: %d professionals, %d denial windows, %d patients remembered; want 1, 0, 1", p, den, pat)
 	}
 }
+
+// TestOddTimes: events out of order, at the zero time, long ago and far
+// ahead neither panic nor leave the state inconsistent.
+func TestOddTimes(t *testing.T) {
+	rules := DefaultRules()
+	rules.UnusualHour.MinHistory = 1
+	d, err := New(rules, Options{Relations: everyoneRegistered{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 10, 12, 0, 0, 0, time.UTC)
+	times := []time.Time{now, {}, now.AddDate(-30, 0, 0), now.Add(-time.Hour), now.AddDate(100, 0, 0), now, time.Unix(0, 0), now.Add(time.Minute)}
+	for i, at := range times {
+		for _, decision := range []Decision{Permitted, Denied} {
+			d.Observe(context.Background(), Observation{ID: fmt.Sprint(i), At: at, UZI: "1", URA: "90000001", BSN: "999911120",
+				Category: "10160-0", Decision: decision, Success: decision == Permitted})
+			d.Learn(Observation{ID: fmt.Sprint(i), At: at, UZI: "1", URA: "90000001", BSN: "999911120", Category: "10160-0", Success: true})
+		}
+	}
+	for row, day := range d.hours.m["90000001"].rowDay {
+		if day >= 0 && int((day%int64(rules.UnusualHour.Days)+int64(rules.UnusualHour.Days))%int64(rules.UnusualHour.Days)) != row {
+			t.Errorf("row %d holds day %d", row, day)
+		}
+	}
+}
