@@ -39,6 +39,8 @@ type Config struct {
 	Sources []SourceConfig `yaml:"sources"`
 	// Supervisors may read the whole access log (YAML only: a list).
 	Supervisors []SupervisorConfig `yaml:"supervisors"`
+	// Detection is the abuse detection section (YAML only; detect.go).
+	Detection DetectionConfig `yaml:"detection"`
 
 	// args and getenv are what the configuration was loaded from: reread
 	// loads it again from them (a SIGHUP reload).
@@ -207,7 +209,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	}
 	fs.Visit(func(f *flag.Flag) { setFlags = append(setFlags, f.Name) })
 
-	c := &Config{args: args, getenv: getenv}
+	c := &Config{Detection: defaultDetection(), args: args, getenv: getenv}
 	for _, s := range settings {
 		if err := s.set(c, s.def); err != nil {
 			return nil, err
@@ -316,6 +318,9 @@ func (c *Config) checkSources() error {
 		if c.Demo && isDemoURA(src.URA) {
 			return fmt.Errorf("config: sources[%d]: ura %s is a demo source's; with --demo, configure other organisations", i, src.URA)
 		}
+	}
+	if _, err := c.Detection.rules(); err != nil {
+		return err
 	}
 	return nil
 }

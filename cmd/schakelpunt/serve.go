@@ -25,6 +25,7 @@ import (
 	"github.com/schakelpunt/schakelpunt/access/mtls"
 	"github.com/schakelpunt/schakelpunt/access/pki"
 	"github.com/schakelpunt/schakelpunt/audit"
+	"github.com/schakelpunt/schakelpunt/audit/detect"
 	"github.com/schakelpunt/schakelpunt/conformance"
 	"github.com/schakelpunt/schakelpunt/federation"
 	"github.com/schakelpunt/schakelpunt/fhir"
@@ -80,6 +81,7 @@ type app struct {
 	served   chan error
 	pkiDir   string // the development PKI, when one is in use
 	recorder *audit.Recorder
+	detector *detect.Runner
 	stopJobs context.CancelFunc
 	engine   *federation.Engine
 
@@ -156,7 +158,10 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (_
 	if !ok {
 		return nil, fmt.Errorf("store %s keeps no audit log", cfg.Store)
 	}
-	a.recorder = audit.NewRecorder(auditLog, audit.Options{Logger: log, Observer: "Schakelpunt " + cfg.Listen})
+	if a.detector, err = startDetection(cfg.Detection, st, reg, log); err != nil {
+		return nil, err
+	}
+	a.recorder = audit.NewRecorder(auditLog, audit.Options{Logger: log, Observer: "Schakelpunt " + cfg.Listen, OnRecorded: onRecorded(a.detector)})
 	handler, err := routing.New(routing.Config{
 		Store:      metrics.InstrumentStore(st),
 		Codec:      codec,
@@ -257,6 +262,7 @@ func (a *app) shutdown() error {
 	if err := a.recorder.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("audit: %w", err))
 	}
+	a.detector.Close()
 	if err := a.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("store: %w", err))
 	}
@@ -284,6 +290,7 @@ func (a *app) closeAll() {
 	if a.recorder != nil {
 		a.recorder.Close()
 	}
+	a.detector.Close()
 	if a.store != nil {
 		a.store.Close()
 	}
