@@ -58,15 +58,43 @@ func hasErrors(issues []fhir.Issue) bool {
 	return slices.ContainsFunc(issues, func(i fhir.Issue) bool { return i.Severity == "error" || i.Severity == "fatal" })
 }
 
+// Searchset is a merged federated search result, for the caller to
+// page: the resources newest first, and the outcome entries of the
+// sources that had a problem. It is held in memory only.
+type Searchset struct {
+	// Matches are the kept resources, each with meta.source set to its
+	// source's base URL and fullUrl its absolute URL there.
+	Matches []fhir.BundleEntry
+	// SourceURAs names the source of each match (parallel to Matches).
+	SourceURAs []string
+	// Outcomes holds one OperationOutcome entry per source that had a
+	// problem (search.mode outcome).
+	Outcomes []fhir.BundleEntry
+}
+
 // merge builds the searchset: the kept resources, each with meta.source
 // set to its source's base URL, newest first by the date element sortBy
 // (undated last), then one outcome entry per source that had a problem.
 func merge(answers []answer, now time.Time, sortBy string) (*fhir.Bundle, int) {
+	set := mergeSet(answers, sortBy)
+	b := fhir.NewBundle("searchset", now)
+	b.Entry = append(append(b.Entry, set.Matches...), set.Outcomes...)
+	return b, len(set.Matches)
+}
+
+// mergeSet merges the answers into a Searchset, newest first by the
+// date element sortBy (undated last, ties by fullUrl).
+func mergeSet(answers []answer, sortBy string) *Searchset {
 	type dated struct {
 		fhir.BundleEntry
-		at time.Time
+		ura string
+		at  time.Time
 	}
-	var matches []dated
+	n := 0
+	for _, a := range answers {
+		n += len(a.entries)
+	}
+	matches := make([]dated, 0, n)
 	var outcomes []fhir.BundleEntry
 	for _, a := range answers {
 		for _, en := range a.entries {
@@ -74,7 +102,7 @@ func merge(answers []answer, now time.Time, sortBy string) (*fhir.Bundle, int) {
 			if err != nil {
 				continue // cannot happen: validated JSON object
 			}
-			matches = append(matches, dated{fhir.BundleEntry{FullURL: en.FullURL, Resource: res, Search: &fhir.EntrySearch{Mode: "match"}}, at})
+			matches = append(matches, dated{fhir.BundleEntry{FullURL: en.FullURL, Resource: res, Search: searchMatch}, a.target.source.URA, at})
 		}
 		if len(a.issues) > 0 {
 			issues := slices.Clone(a.issues)
@@ -90,13 +118,16 @@ func merge(answers []answer, now time.Time, sortBy string) (*fhir.Bundle, int) {
 		}
 		return strings.Compare(x.FullURL, y.FullURL)
 	})
-	b := fhir.NewBundle("searchset", now)
-	for _, m := range matches {
-		b.Entry = append(b.Entry, m.BundleEntry)
+	set := &Searchset{Matches: make([]fhir.BundleEntry, len(matches)), SourceURAs: make([]string, len(matches)), Outcomes: outcomes}
+	for i, m := range matches {
+		set.Matches[i], set.SourceURAs[i] = m.BundleEntry, m.ura
 	}
-	b.Entry = append(b.Entry, outcomes...)
-	return b, len(matches)
+	return set
 }
+
+// searchMatch is the search element of every match entry (never
+// modified).
+var searchMatch = &fhir.EntrySearch{Mode: "match"}
 
 // withSource sets meta.source of a resource, keeping its members in
 // their order (meta after id when it was absent), and reads its date
