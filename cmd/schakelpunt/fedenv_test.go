@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"sync"
 	"testing"
 
 	"github.com/schakelpunt/schakelpunt/federation/source"
@@ -17,6 +18,7 @@ type fedEnv struct {
 	dir, base       string
 	gp, brug, kruis string // the sources' base URLs
 	logs            *lockedBuffer
+	stop            func() // shuts the switching point down (once)
 }
 
 func mustFedEnv(t *testing.T) *fedEnv {
@@ -45,11 +47,15 @@ func mustFedEnv(t *testing.T) *fedEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := a.shutdown(); err != nil {
-			t.Error(err)
-		}
-	})
+	var once sync.Once
+	e.stop = func() {
+		once.Do(func() {
+			if err := a.shutdown(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(e.stop)
 	e.base = "https://" + a.PublicAddr() + "/fhir/R4"
 	return e
 }
