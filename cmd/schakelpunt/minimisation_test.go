@@ -173,8 +173,8 @@ func TestDataMinimisation(t *testing.T) {
 	ask("huisarts", "/Patient/$summary?identifier=http://fhir.nl/fhir/NamingSystem/bsn|999911120", 200)
 	ask("apotheker", "/Patient/$summary?identifier=http://fhir.nl/fhir/NamingSystem/bsn|999911120", 403) // wrong role
 	ask("huisarts", "/Patient/$summary?identifier=http://fhir.nl/fhir/NamingSystem/bsn|999900018", 403)  // no consent
-	ask("fysiotherapeut", medicationQuery("999911120"), 403)                                              // wrong role
-	ask("apotheker", medicationQuery("999900006"), 403)                                                   // not registered
+	ask("fysiotherapeut", medicationQuery("999911120"), 403)                                             // wrong role
+	ask("apotheker", medicationQuery("999900006"), 403)                                                  // not registered
 	next := e.base + medicationQuery("999900031") + "&_count=5"
 	for pages := 0; next != ""; pages++ {
 		if pages > 10 {
