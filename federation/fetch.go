@@ -78,15 +78,23 @@ func (a *answer) outcome() string {
 
 // askAll asks every target in parallel, at most MaxParallel requests in
 // flight engine-wide, each within the per-source timeout and all within
-// the deadline. It returns one answer per target, in target order.
-func (e *Engine) askAll(ctx context.Context, ts []target, urlOf func(target) string, parse func(body []byte) (page, error)) []answer {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.Deadline)
+// the deadline, and checks each answer (check, under the request's ctx,
+// may be nil) as soon as it is in: the validation of one source's answer
+// overlaps the wait for the others. It returns one answer per target, in
+// target order.
+func (e *Engine) askAll(ctx context.Context, ts []target, urlOf func(target) string, parse func(body []byte) (page, error), check func(context.Context, *answer)) []answer {
+	dctx, cancel := context.WithTimeout(ctx, e.cfg.Deadline)
 	defer cancel()
 	answers := make([]answer, len(ts))
 	var wg sync.WaitGroup
 	for i, t := range ts {
 		answers[i] = answer{target: t, url: urlOf(t)}
-		wg.Go(func() { e.ask(ctx, &answers[i], parse) })
+		wg.Go(func() {
+			e.ask(dctx, &answers[i], parse)
+			if check != nil {
+				check(ctx, &answers[i])
+			}
+		})
 	}
 	wg.Wait()
 	return answers

@@ -47,12 +47,10 @@ func (e *Engine) MedicationDispenses(ctx context.Context, p access.Principal, bs
 		}
 		q.Set("patient", t.patientID)
 		return t.source.BaseURL + "/MedicationDispense?" + q.Encode()
-	}, parseSearchset)
-
-	// Validate each entry and keep only those about the asked patient.
-	for i := range answers {
-		e.validate(ctx, &answers[i], "MedicationDispense")
-	}
+	}, parseSearchset,
+		// Validate each entry and keep only those about the asked
+		// patient, each source's as soon as it answered.
+		func(ctx context.Context, a *answer) { e.validate(ctx, a, "MedicationDispense") })
 
 	// Merge: one searchset, newest dispense first, outcomes apart.
 	res.Searchset = mergeSet(answers, "whenHandedOver")

@@ -25,7 +25,7 @@ func (e *Engine) GPSummary(ctx context.Context, p access.Principal, bsn string) 
 	// Ask: every permitted source in parallel, within the deadline.
 	answers := e.askAll(ctx, asked, func(t target) string {
 		return t.source.BaseURL + "/Patient/" + t.patientID + "/$summary"
-	}, parseDocument)
+	}, parseDocument, nil)
 
 	// Validate each document and keep only those about the asked patient.
 	for i := range answers {

@@ -14,14 +14,23 @@ import (
 // and two pharmacies) on loopback over mutual TLS, everything it logs
 // captured at debug level.
 type fedEnv struct {
-	t               *testing.T
+	t               testing.TB
 	dir, base       string
 	gp, brug, kruis string // the sources' base URLs
 	logs            *lockedBuffer
 	stop            func() // shuts the switching point down (once)
 }
 
-func mustFedEnv(t *testing.T) *fedEnv {
+func mustFedEnv(t testing.TB) *fedEnv {
+	t.Helper()
+	return mustFedEnvWith(t, false)
+}
+
+// mustFedEnvWith is mustFedEnv, or with bench set the benchmark's set-up:
+// the GP system's certificate serves a copy of De Brug's medication
+// instead of the GP summaries, registered as a third medication source,
+// and the logs are kept at info level (as served by default).
+func mustFedEnvWith(t testing.TB, bench bool) *fedEnv {
 	t.Helper()
 	dir := t.TempDir()
 	first := mustRunMain(t, dir) // creates the development PKI and the demo certificates
@@ -29,7 +38,11 @@ func mustFedEnv(t *testing.T) *fedEnv {
 		t.Fatal(err)
 	}
 	e := &fedEnv{t: t, dir: dir, logs: &lockedBuffer{}}
-	e.gp = startDemoSource(t, dir, source.DemoGP, "bron-huisarts")
+	gpData, gpCategory := source.DemoGP, "gp-summary"
+	if bench {
+		gpData, gpCategory = source.DemoPharmacy1, "medication"
+	}
+	e.gp = startDemoSource(t, dir, gpData, "bron-huisarts")
 	e.brug = startDemoSource(t, dir, source.DemoPharmacy1, "bron-apotheek-1")
 	e.kruis = startDemoSource(t, dir, source.DemoPharmacy2, "bron-apotheek-2")
 	cfg, err := loadConfig([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", dir, "--log-level", "debug"}, func(string) string { return "" })
@@ -38,11 +51,15 @@ func mustFedEnv(t *testing.T) *fedEnv {
 	}
 	cfg.Supervisors = []SupervisorConfig{{URA: uraSupervisor}}
 	cfg.Sources = []SourceConfig{
-		{URA: uraGP, Name: "Huisartsenpraktijk De Linde", BaseURL: e.gp, Categories: []string{"gp-summary"}},
+		{URA: uraGP, Name: "Huisartsenpraktijk De Linde", BaseURL: e.gp, Categories: []string{gpCategory}},
 		{URA: uraPharmacy1, Name: "Apotheek De Brug", BaseURL: e.brug, Categories: []string{"medication"}},
 		{URA: uraPharmacy2, Name: "Apotheek Het Kruis", BaseURL: e.kruis, Categories: []string{"medication"}},
 	}
-	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	level := slog.LevelDebug
+	if bench {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: level}))
 	a, err := start(context.Background(), cfg, log, e.logs)
 	if err != nil {
 		t.Fatal(err)
