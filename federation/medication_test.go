@@ -77,6 +77,7 @@ func TestMedicationDispenses(t *testing.T) {
 	huge := append([]byte(`{"resourceType":"Bundle","type":"searchset","entry":[`), bytes.Repeat([]byte(" "), 2<<20)...)
 	huge = append(huge, "]}"...)
 	both := []string{consent("")}
+	long := []string{strings.Replace(consent(""), testBSN, "999900031", 1)} // 16 dispenses at De Brug, 2 at Het Kruis
 	tests := []struct {
 		name      string
 		principal access.Principal
@@ -128,6 +129,10 @@ func TestMedicationDispenses(t *testing.T) {
 			want: map[string]int{uraBrug: nBrug}, outcomes: map[string]string{uraKruis: "ok, 5 dropped"}, answered: true},
 		{name: "invalid dispense", principal: gp, opts: envOptions{consents: both, wrap: map[string]func(http.Handler) http.Handler{uraKruis: breakFirst}},
 			want: map[string]int{uraBrug: nBrug, uraKruis: nKruis - 1}, outcomes: map[string]string{uraKruis: "ok, 1 dropped"}, answered: true},
+		{name: "a long answer, validated in parallel", principal: gp, opts: envOptions{consents: long}, bsn: "999900031",
+			want: map[string]int{uraBrug: 16, uraKruis: 2}, answered: true},
+		{name: "an invalid dispense in a long answer", principal: gp, opts: envOptions{consents: long, wrap: map[string]func(http.Handler) http.Handler{uraBrug: breakFirst}}, bsn: "999900031",
+			want: map[string]int{uraBrug: 15, uraKruis: 2}, outcomes: map[string]string{uraBrug: "ok, 1 dropped"}, answered: true},
 		{name: "all down", principal: gp, opts: envOptions{consents: both, down: map[string]bool{uraBrug: true, uraKruis: true}},
 			outcomes: map[string]string{uraBrug: "unavailable", uraKruis: "unavailable"}},
 	}
