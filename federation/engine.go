@@ -192,6 +192,9 @@ type Result struct {
 	// Answered is whether at least one asked source answered usefully;
 	// false when every one failed (Bundle then holds only outcomes).
 	Answered bool
+	// Searchset is the merged result of a pageable query (MedicationDispense
+	// search) for the caller to page; Bundle is then nil.
+	Searchset *Searchset
 }
 
 // errNoPermittedSource is the denial when no source may be asked. It is

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,13 +27,32 @@ var (
 
 // answer is one source's contribution to a federated query.
 type answer struct {
-	target  target
-	url     string
-	entries []entry      // the resources kept
-	issues  []fhir.Issue // what was wrong, named in the outcome entry
-	dropped int          // resources dropped (invalid, another patient)
-	err     error        // the source failed as a whole
+	target    target
+	url       string
+	entries   []entry      // the resources kept
+	issues    []fhir.Issue // what was wrong, named in the outcome entry
+	dropped   int          // resources dropped (invalid, another patient)
+	truncated bool         // the source had more pages than are followed
+	err       error        // the source failed as a whole
 }
+
+// page is one parsed answer of a source: its resources and, for a
+// searchset, the URL of its next page ("" when it is the last).
+type page struct {
+	entries []entry
+	next    string
+}
+
+// Bounds of reading a source's searchset. A federated search asks each
+// source for sourcePageSize resources a page (the requester's _count is
+// the page size of the merged result, not of the sources) and follows
+// the source's next links for at most sourceMaxPages pages in all, all
+// within the per-source timeout and each within the response size limit.
+// What lies beyond is left out with a warning outcome entry.
+const (
+	sourcePageSize = 500
+	sourceMaxPages = 4
+)
 
 // entry is one resource of a source's searchset.
 type entry struct {
@@ -48,6 +68,8 @@ func (a *answer) outcome() string {
 	switch {
 	case a.err != nil:
 		return a.err.Error()
+	case a.truncated:
+		return fmt.Sprintf("ok, truncated after %d pages, %d dropped", sourceMaxPages, a.dropped)
 	case a.dropped > 0:
 		return fmt.Sprintf("ok, %d dropped", a.dropped)
 	}
@@ -56,22 +78,32 @@ func (a *answer) outcome() string {
 
 // askAll asks every target in parallel, at most MaxParallel requests in
 // flight engine-wide, each within the per-source timeout and all within
-// the deadline. It returns one answer per target, in target order.
-func (e *Engine) askAll(ctx context.Context, ts []target, urlOf func(target) string, parse func(body []byte) ([]entry, error)) []answer {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.Deadline)
+// the deadline, and checks each answer (check, under the request's ctx,
+// may be nil) as soon as it is in: the validation of one source's answer
+// overlaps the wait for the others. It returns one answer per target, in
+// target order.
+func (e *Engine) askAll(ctx context.Context, ts []target, urlOf func(target) string, parse func(body []byte) (page, error), check func(context.Context, *answer)) []answer {
+	dctx, cancel := context.WithTimeout(ctx, e.cfg.Deadline)
 	defer cancel()
 	answers := make([]answer, len(ts))
 	var wg sync.WaitGroup
 	for i, t := range ts {
 		answers[i] = answer{target: t, url: urlOf(t)}
-		wg.Go(func() { e.ask(ctx, &answers[i], parse) })
+		wg.Go(func() {
+			e.ask(dctx, &answers[i], parse)
+			if check != nil {
+				check(ctx, &answers[i])
+			}
+		})
 	}
 	wg.Wait()
 	return answers
 }
 
-// ask fetches and parses one answer, with no retry.
-func (e *Engine) ask(ctx context.Context, a *answer, parse func([]byte) ([]entry, error)) {
+// ask fetches and parses one answer, with no retry, following its next
+// links within the bounds above. A failure on any page fails the source
+// as a whole: a partial answer could hide the newest dispenses.
+func (e *Engine) ask(ctx context.Context, a *answer, parse func([]byte) (page, error)) {
 	b := a.target.breaker
 	if !b.allow(e.cfg.Now()) {
 		a.fail(errCircuitOpen, "transient", "is not asked for a while after repeated failures")
@@ -87,11 +119,7 @@ func (e *Engine) ask(ctx context.Context, a *answer, parse func([]byte) ([]entry
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.PerSourceTimeout)
 	defer cancel()
-	body, err := e.fetch(ctx, a.url)
-	var entries []entry
-	if err == nil {
-		entries, err = parse(body)
-	}
+	entries, err := e.fetchAll(ctx, a, parse)
 	b.record(e.cfg.Now(), err == nil)
 	if err != nil {
 		e.cfg.Logger.WarnContext(ctx, "federation: source failed", "ura", a.target.source.URA, "outcome", err.Error())
@@ -110,6 +138,39 @@ func (e *Engine) ask(ctx context.Context, a *answer, parse func([]byte) ([]entry
 		return
 	}
 	a.entries = entries
+}
+
+// fetchAll reads a's URL and the next pages it links to, at most
+// sourceMaxPages in all, only under the source's own base URL.
+func (e *Engine) fetchAll(ctx context.Context, a *answer, parse func([]byte) (page, error)) ([]entry, error) {
+	base := a.target.source.BaseURL + "/"
+	var entries []entry
+	u := a.url
+	for n := 0; ; n++ {
+		body, err := e.fetch(ctx, u)
+		if err != nil {
+			return nil, err
+		}
+		p, err := parse(body)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, p.entries...)
+		switch {
+		case p.next == "":
+			return entries, nil
+		case !strings.HasPrefix(p.next, base):
+			a.issues = append(a.issues, fhir.Issue{Severity: "warning", Code: "incomplete",
+				Diagnostics: "sent a next link outside its base URL; its later pages are left out"})
+			return entries, nil
+		case n+1 == sourceMaxPages:
+			a.truncated = true
+			a.issues = append(a.issues, fhir.Issue{Severity: "warning", Code: "incomplete",
+				Diagnostics: fmt.Sprintf("has more than %d pages of %d for this patient; the rest is left out", sourceMaxPages, sourcePageSize)})
+			return entries, nil
+		}
+		u = p.next
+	}
 }
 
 func (a *answer) fail(err error, code, diagnostics string) {
@@ -150,15 +211,20 @@ func (e *Engine) fetch(ctx context.Context, u string) ([]byte, error) {
 	return body, nil
 }
 
-// parseSearchset returns the match entries of a searchset.
-func parseSearchset(body []byte) ([]entry, error) {
+// parseSearchset returns the match entries of a searchset and its next
+// link.
+func parseSearchset(body []byte) (page, error) {
 	var b struct {
-		ResourceType string  `json:"resourceType"`
-		Type         string  `json:"type"`
-		Entry        []entry `json:"entry"`
+		ResourceType string `json:"resourceType"`
+		Type         string `json:"type"`
+		Link         []struct {
+			Relation string `json:"relation"`
+			URL      string `json:"url"`
+		} `json:"link"`
+		Entry []entry `json:"entry"`
 	}
 	if err := json.Unmarshal(body, &b); err != nil || b.ResourceType != "Bundle" || b.Type != "searchset" {
-		return nil, errGarbage
+		return page{}, errGarbage
 	}
 	matches := b.Entry[:0]
 	for _, en := range b.Entry {
@@ -166,7 +232,13 @@ func parseSearchset(body []byte) ([]entry, error) {
 			matches = append(matches, en)
 		}
 	}
-	return matches, nil
+	p := page{entries: matches}
+	for _, l := range b.Link {
+		if l.Relation == "next" {
+			p.next = l.URL
+		}
+	}
+	return p, nil
 }
 
 // breaker fails fast after threshold consecutive failures of a source,

@@ -2,8 +2,8 @@ package federation
 
 import (
 	"context"
-	"fmt"
 	"net/url"
+	"strconv"
 
 	"github.com/schakelpunt/schakelpunt/access"
 	"github.com/schakelpunt/schakelpunt/audit"
@@ -11,8 +11,11 @@ import (
 )
 
 // passedMedicationParams are the MedicationDispense search parameters
-// passed through to the sources.
-var passedMedicationParams = []string{"whenhandedover", "status", "_count"}
+// passed through to the sources. The requester's _count is not among
+// them: it is the page size of the merged result, which the caller pages
+// (Result.Searchset); each source is asked for sourcePageSize resources
+// a page and its next links are followed (see fetchAll).
+var passedMedicationParams = []string{"whenhandedover", "status"}
 
 // MedicationDispenses answers MedicationDispense?patient.identifier=<bsn>
 // across the sources: decide, look up, ask, validate, merge, record.
@@ -21,7 +24,8 @@ var passedMedicationParams = []string{"whenhandedover", "status", "_count"}
 // index entry, no consent, or a consent that excludes every source),
 // returns a forbidden error wrapping access.ErrDenied together with a
 // Result carrying the reasons for the audit record. Failing sources do
-// not make an error: they become outcome entries in the Bundle.
+// not make an error: they become outcome entries. The merged result is
+// Result.Searchset (Result.Bundle stays nil): the caller pages it.
 func (e *Engine) MedicationDispenses(ctx context.Context, p access.Principal, bsn string, params url.Values) (Result, error) {
 	// Decide and look up: policy, index, consent.
 	asked, res, err := e.permitted(ctx, p, bsn, access.QueryMedication, CategoryMedication, fhir.CategoryMedication, "patient.identifier")
@@ -30,7 +34,7 @@ func (e *Engine) MedicationDispenses(ctx context.Context, p access.Principal, bs
 	}
 
 	// Ask: every permitted source in parallel, within the deadline.
-	query := url.Values{}
+	query := url.Values{"_count": {strconv.Itoa(sourcePageSize)}}
 	for _, k := range passedMedicationParams {
 		if v, ok := params[k]; ok {
 			query[k] = v
@@ -43,24 +47,37 @@ func (e *Engine) MedicationDispenses(ctx context.Context, p access.Principal, bs
 		}
 		q.Set("patient", t.patientID)
 		return t.source.BaseURL + "/MedicationDispense?" + q.Encode()
-	}, parseSearchset)
+	}, parseSearchset,
+		// Validate each entry and keep only those about the asked
+		// patient, each source's as soon as it answered.
+		func(ctx context.Context, a *answer) { e.validate(ctx, a, "MedicationDispense") })
 
-	// Validate each entry and keep only those about the asked patient.
-	for i := range answers {
-		e.validate(ctx, &answers[i], "MedicationDispense")
-	}
-
-	// Merge: one searchset, newest dispense first, outcomes after.
-	bundle, count := merge(answers, e.cfg.Now(), "whenHandedOver")
-	body, err := bundle.Marshal()
-	if err != nil {
-		return res, fmt.Errorf("federation: %w", err)
-	}
-	res.Bundle, res.Count = body, count
+	// Merge: one searchset, newest dispense first, outcomes apart.
+	res.Searchset = mergeSet(answers, "whenHandedOver")
+	res.Count = len(res.Searchset.Matches)
 
 	// Record: what each source returned, for the AuditEvent.
 	res.record(answers)
 	return res, nil
+}
+
+// MedicationSources re-decides, without asking any source, which
+// sources the requester may now see medication of for bsn: the role
+// policy, the index and the patient's consent as they are now. It
+// returns their URAs, and a Result with the reasons for the audit
+// record; a denial is an error wrapping access.ErrDenied, as for
+// MedicationDispenses. A held result's later page is served only when
+// every source in it is still permitted: a page outlives no consent.
+func (e *Engine) MedicationSources(ctx context.Context, p access.Principal, bsn string) ([]string, Result, error) {
+	asked, res, err := e.permitted(ctx, p, bsn, access.QueryMedication, CategoryMedication, fhir.CategoryMedication, "patient.identifier")
+	if err != nil {
+		return nil, res, err
+	}
+	uras := make([]string, 0, len(asked))
+	for _, t := range asked {
+		uras = append(uras, t.source.URA)
+	}
+	return uras, res, nil
 }
 
 // record adds to the audit list what each asked source returned.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/schakelpunt/schakelpunt/access"
 	"github.com/schakelpunt/schakelpunt/federation"
+	"github.com/schakelpunt/schakelpunt/fhir"
 )
 
 // respond replaces a source's answers.
@@ -75,6 +77,7 @@ func TestMedicationDispenses(t *testing.T) {
 	huge := append([]byte(`{"resourceType":"Bundle","type":"searchset","entry":[`), bytes.Repeat([]byte(" "), 2<<20)...)
 	huge = append(huge, "]}"...)
 	both := []string{consent("")}
+	long := []string{strings.Replace(consent(""), testBSN, "999900031", 1)} // 16 dispenses at De Brug, 2 at Het Kruis
 	tests := []struct {
 		name      string
 		principal access.Principal
@@ -84,13 +87,22 @@ func TestMedicationDispenses(t *testing.T) {
 		want      map[string]int    // URA → entries expected from it
 		outcomes  map[string]string // URA → audit outcome prefix, for each source with a problem
 		unnamed   []string          // URAs the Bundle must not mention
+		warned    map[string]bool   // URAs with a warning outcome entry but an "ok" audit outcome
 		bsn       string            // default testBSN
 		answered  bool
 	}{
 		{name: "permit both", principal: gp, opts: envOptions{consents: both},
 			want: map[string]int{uraBrug: nBrug, uraKruis: nKruis}, answered: true},
-		{name: "params passed", principal: gp, opts: envOptions{consents: both}, params: url.Values{"_count": {"2"}, "foo": {"x"}},
-			want: map[string]int{uraBrug: 2, uraKruis: 2}, answered: true},
+		{name: "_count is the merged page size, not the sources'", principal: gp, opts: envOptions{consents: both}, params: url.Values{"_count": {"2"}, "foo": {"x"}},
+			want: map[string]int{uraBrug: nBrug, uraKruis: nKruis}, answered: true},
+		{name: "status passed", principal: gp, opts: envOptions{consents: both}, params: url.Values{"status": {"entered-in-error"}},
+			want: map[string]int{}, answered: true},
+		{name: "next links followed", principal: gp, opts: envOptions{consents: both, wrap: map[string]func(http.Handler) http.Handler{uraKruis: pageSize(2)}},
+			want: map[string]int{uraBrug: nBrug, uraKruis: nKruis}, answered: true},
+		{name: "next links bounded", principal: gp, opts: envOptions{consents: both, wrap: map[string]func(http.Handler) http.Handler{uraKruis: pageSize(1)}},
+			want: map[string]int{uraBrug: nBrug, uraKruis: 4}, outcomes: map[string]string{uraKruis: "ok, truncated after 4 pages"}, warned: map[string]bool{uraKruis: true}, answered: true},
+		{name: "next link elsewhere not followed", principal: gp, opts: envOptions{consents: both, wrap: map[string]func(http.Handler) http.Handler{uraKruis: chain(pageSize(2), nextTo("https://127.0.0.1:1/fhir/R4/MedicationDispense?patient=x"))}},
+			want: map[string]int{uraBrug: nBrug, uraKruis: 2}, warned: map[string]bool{uraKruis: true}, answered: true},
 		{name: "no consent", principal: gp, wantErr: access.ErrDenied},
 		{name: "consent for one source", principal: gp, opts: envOptions{consents: []string{consent(uraBrug)}},
 			want: map[string]int{uraBrug: nBrug}, outcomes: map[string]string{uraKruis: "not asked"}, unnamed: []string{uraKruis}, answered: true},
@@ -117,6 +129,10 @@ func TestMedicationDispenses(t *testing.T) {
 			want: map[string]int{uraBrug: nBrug}, outcomes: map[string]string{uraKruis: "ok, 5 dropped"}, answered: true},
 		{name: "invalid dispense", principal: gp, opts: envOptions{consents: both, wrap: map[string]func(http.Handler) http.Handler{uraKruis: breakFirst}},
 			want: map[string]int{uraBrug: nBrug, uraKruis: nKruis - 1}, outcomes: map[string]string{uraKruis: "ok, 1 dropped"}, answered: true},
+		{name: "a long answer, validated in parallel", principal: gp, opts: envOptions{consents: long}, bsn: "999900031",
+			want: map[string]int{uraBrug: 16, uraKruis: 2}, answered: true},
+		{name: "an invalid dispense in a long answer", principal: gp, opts: envOptions{consents: long, wrap: map[string]func(http.Handler) http.Handler{uraBrug: breakFirst}}, bsn: "999900031",
+			want: map[string]int{uraBrug: 15, uraKruis: 2}, outcomes: map[string]string{uraBrug: "ok, 1 dropped"}, answered: true},
 		{name: "all down", principal: gp, opts: envOptions{consents: both, down: map[string]bool{uraBrug: true, uraKruis: true}},
 			outcomes: map[string]string{uraBrug: "unavailable", uraKruis: "unavailable"}},
 	}
@@ -151,13 +167,32 @@ func TestMedicationDispenses(t *testing.T) {
 			if res.Answered != tt.answered {
 				t.Errorf("Answered = %v, want %v", res.Answered, tt.answered)
 			}
-			checkBundle(t, e, res, tt.want, tt.outcomes, tt.unnamed)
+			checkBundle(t, e, res, tt.want, tt.outcomes, tt.unnamed, tt.warned)
 		})
 	}
 }
 
-func checkBundle(t *testing.T, e *env, res federation.Result, want map[string]int, outcomes map[string]string, unnamed []string) {
+func checkBundle(t *testing.T, e *env, res federation.Result, want map[string]int, outcomes map[string]string, unnamed []string, warned map[string]bool) {
 	t.Helper()
+	set := res.Searchset
+	if set == nil || res.Bundle != nil {
+		t.Fatalf("Searchset %v, Bundle %d bytes: want only a Searchset", set, len(res.Bundle))
+	}
+	if len(set.SourceURAs) != len(set.Matches) {
+		t.Fatalf("%d source URAs for %d matches", len(set.SourceURAs), len(set.Matches))
+	}
+	for i, m := range set.Matches {
+		if !strings.HasPrefix(m.FullURL, e.bases[set.SourceURAs[i]]+"/") {
+			t.Errorf("match %s is not from its named source %s", m.FullURL, set.SourceURAs[i])
+		}
+	}
+	whole := fhir.NewBundle("searchset", time.Now())
+	whole.Entry = append(append(whole.Entry, set.Matches...), set.Outcomes...)
+	raw, err := whole.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Bundle = raw
 	var b bundle
 	if err := json.Unmarshal(res.Bundle, &b); err != nil {
 		t.Fatal(err)
@@ -214,6 +249,14 @@ func checkBundle(t *testing.T, e *env, res federation.Result, want map[string]in
 	// Outcome entries name the failing sources that were asked, and
 	// nothing else.
 	wantOutcomes := 0
+	for ura := range warned {
+		if _, ok := outcomes[ura]; !ok {
+			wantOutcomes++
+			if !containsAny(outcomeEntries, e.bases[ura]) || !containsAny(outcomeEntries, `"incomplete"`) {
+				t.Errorf("no incomplete outcome entry names %s: %v", ura, outcomeEntries)
+			}
+		}
+	}
 	for ura, o := range outcomes {
 		if !strings.HasPrefix(o, "not asked") {
 			wantOutcomes++
@@ -270,6 +313,55 @@ func parse(t *testing.T, s string) time.Time {
 		t.Fatalf("whenHandedOver %q: %v", s, err)
 	}
 	return v
+}
+
+// pageSize makes a source serve at most n resources a page, whatever
+// _count it is asked for (as a server with a lower maximum does).
+func pageSize(n int) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			q := r.URL.Query()
+			if c, err := strconv.Atoi(q.Get("_count")); err != nil || c > n {
+				q.Set("_count", strconv.Itoa(n))
+			}
+			r.URL.RawQuery = q.Encode()
+			h.ServeHTTP(w, r)
+		})
+	}
+}
+
+// nextTo points a source's next link at u.
+func nextTo(u string) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			var b map[string]any
+			if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil {
+				http.Error(w, err.Error(), 500)
+				return
+			}
+			links, _ := b["link"].([]any)
+			for _, l := range links {
+				if l := l.(map[string]any); l["relation"] == "next" {
+					l["url"] = u
+				}
+			}
+			body, _ := json.Marshal(b)
+			w.Header().Set("Content-Type", "application/fhir+json")
+			_, _ = w.Write(body)
+		})
+	}
+}
+
+// chain applies the wrappers, the first outermost.
+func chain(ws ...func(http.Handler) http.Handler) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		for i := len(ws) - 1; i >= 0; i-- {
+			h = ws[i](h)
+		}
+		return h
+	}
 }
 
 // TestCircuitBreaker: after BreakerFailures failures in a row a source is

@@ -25,7 +25,7 @@ func (e *Engine) GPSummary(ctx context.Context, p access.Principal, bsn string) 
 	// Ask: every permitted source in parallel, within the deadline.
 	answers := e.askAll(ctx, asked, func(t target) string {
 		return t.source.BaseURL + "/Patient/" + t.patientID + "/$summary"
-	}, parseDocument)
+	}, parseDocument, nil)
 
 	// Validate each document and keep only those about the asked patient.
 	for i := range answers {
@@ -49,15 +49,15 @@ func (e *Engine) GPSummary(ctx context.Context, p access.Principal, bsn string) 
 }
 
 // parseDocument takes a document Bundle as one entry.
-func parseDocument(body []byte) ([]entry, error) {
+func parseDocument(body []byte) (page, error) {
 	var b struct {
 		ResourceType string `json:"resourceType"`
 		Type         string `json:"type"`
 	}
 	if err := json.Unmarshal(body, &b); err != nil || b.ResourceType != "Bundle" || b.Type != "document" {
-		return nil, errGarbage
+		return page{}, errGarbage
 	}
-	return []entry{{FullURL: newUUID(), Resource: body}}, nil
+	return page{entries: []entry{{FullURL: newUUID(), Resource: body}}}, nil
 }
 
 // validateDocument keeps a's document when it passes the validator and

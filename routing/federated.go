@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -18,6 +19,10 @@ import (
 // is used (federation.Engine implements it).
 type Federator interface {
 	MedicationDispenses(ctx context.Context, p access.Principal, bsn string, params url.Values) (federation.Result, error)
+	// MedicationSources re-decides, asking no source, which sources the
+	// requester may see medication of now (for a held result's later
+	// pages).
+	MedicationSources(ctx context.Context, p access.Principal, bsn string) ([]string, federation.Result, error)
 	GPSummary(ctx context.Context, p access.Principal, bsn string) (federation.Result, error)
 }
 
@@ -76,10 +81,35 @@ func (s *server) medication(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	count, err := countOf(q)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	t := trailOf(c)
 	t.patientBSN, t.category = bsn, fhir.CategoryMedication
 	res, err := s.federator.MedicationDispenses(c.Request.Context(), t.principal, bsn, q)
+	if err == nil && res.Searchset != nil {
+		s.recordFederated(c, res)
+		h := newHeld(res.Searchset, bsn, fhir.CategoryMedication, count)
+		s.servePage(c, &page{owner: requester(c), kind: "federated", held: h, action: routeAction(c)}, "")
+		return
+	}
 	s.answerFederated(c, res, err)
+}
+
+// countOf reads _count as fhir.ParseSearch does: the page size of the
+// merged result, DefaultCount when absent, at most MaxCount.
+func countOf(q url.Values) (int, error) {
+	vs := q["_count"]
+	if len(vs) == 0 {
+		return fhir.DefaultCount, nil
+	}
+	n, err := strconv.Atoi(vs[0])
+	if len(vs) > 1 || err != nil || n < 0 {
+		return 0, fhir.Errorf(fhir.KindInvalid, "invalid", "_count must be one non-negative integer").At("_count")
+	}
+	return min(n, fhir.MaxCount), nil
 }
 
 func (s *server) summary(c *gin.Context) {
@@ -110,10 +140,7 @@ func (s *server) summary(c *gin.Context) {
 // reasons (which may name sources) go to the audit record, so that a
 // requester never learns which sources hold data they may not see.
 func (s *server) answerFederated(c *gin.Context, res federation.Result, err error) {
-	t := trailOf(c)
-	d := access.Decision{Permit: res.Permit, Reasons: res.Reasons}
-	t.decision = &d
-	t.sources = res.Sources
+	s.recordFederated(c, res)
 	if err != nil {
 		if errors.Is(err, access.ErrDenied) {
 			s.fail(c, fhir.Errorf(fhir.KindForbidden, "forbidden", "access denied: no data may be shown for this request"))
@@ -127,4 +154,13 @@ func (s *server) answerFederated(c *gin.Context, res federation.Result, err erro
 		return
 	}
 	s.write(c, http.StatusOK, res.Bundle)
+}
+
+// recordFederated notes the decision and the sources asked for the
+// AuditEvent.
+func (s *server) recordFederated(c *gin.Context, res federation.Result) {
+	t := trailOf(c)
+	d := access.Decision{Permit: res.Permit, Reasons: res.Reasons}
+	t.decision = &d
+	t.sources = res.Sources
 }

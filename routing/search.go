@@ -64,19 +64,25 @@ func (s *server) search(t string) gin.HandlerFunc {
 // (pages are bound to the client certificate) and the policy is asked
 // again: a page outlives no permission.
 func (s *server) nextPage(c *gin.Context) {
-	p, ok := s.pages.get(c.Param("token"), requester(c))
+	tok := c.Param("token")
+	p, ok := s.pages.get(tok, requester(c))
 	if !ok {
-		s.fail(c, fhir.Errorf(fhir.KindGone, "not-found", "this page has expired or does not exist; repeat the search"))
+		// Unknown, expired and another requester's tokens are one answer:
+		// a token's existence tells nobody else anything.
+		s.fail(c, fhir.Errorf(fhir.KindNotFound, "not-found", "this page has expired or does not exist; repeat the search"))
 		return
 	}
 	if s.authorize(p.action)(c); c.IsAborted() {
 		return
 	}
-	if p.kind == "history" {
+	switch p.kind {
+	case "history":
 		s.runHistory(c, p)
-		return
+	case "federated":
+		s.federatedPage(c, p, tok)
+	default:
+		s.runSearch(c, p)
 	}
-	s.runSearch(c, p)
 }
 
 func (s *server) runSearch(c *gin.Context, p *page) {

@@ -116,7 +116,7 @@ func New(cfg Config) (http.Handler, error) {
 		s.newID = newID
 	}
 	s.started = s.now()
-	s.pages = newPageStore(10*time.Minute, 100_000, s.now)
+	s.pages = newPageStore(10*time.Minute, 100_000, heldTTL, maxHeldBytes, s.now)
 
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()

@@ -20,7 +20,7 @@ import (
 
 // startDemoSource runs one demo source on loopback with the development
 // PKI's server card of its organisation.
-func startDemoSource(t *testing.T, dataDir, dir, role string) string {
+func startDemoSource(t testing.TB, dataDir, dir, role string) string {
 	t.Helper()
 	data, err := source.LoadDemo(dir)
 	if err != nil {
