@@ -15,6 +15,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/schakelpunt/schakelpunt/access"
 	"github.com/schakelpunt/schakelpunt/fhir"
 	"github.com/schakelpunt/schakelpunt/store"
 )
@@ -78,6 +79,9 @@ func (s *server) parse(c *gin.Context, t string) (*fhir.Resource, error) {
 	terms := fhir.ExtractTerms(res.Type, res.Doc)
 	notePatient(c, t, terms)
 	if err := ownOrganisation(c, t, terms); err != nil {
+		return nil, err
+	}
+	if err := ownPatient(c, t, terms); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -441,6 +445,9 @@ func (s *server) writable(c *gin.Context, t, id string) error {
 	switch {
 	case err == nil:
 		if !inScope(c, r) {
+			if decisionOf(c).Scope == access.ScopeOwnPatient {
+				return fhir.Errorf(fhir.KindForbidden, "forbidden", "access denied: the resource is about another patient")
+			}
 			return fhir.Errorf(fhir.KindForbidden, "forbidden", "access denied: the resource is not one of your organisation's")
 		}
 		return nil
