@@ -67,6 +67,7 @@ type app struct {
 	recorder *audit.Recorder
 	stopJobs context.CancelFunc
 	engine   *federation.Engine
+	patientListener
 }
 
 // PublicAddr and AdminAddr are the bound addresses (useful with port 0).
@@ -80,7 +81,7 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (_
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	a := &app{log: log, cfg: cfg, served: make(chan error, 2)}
+	a := &app{log: log, cfg: cfg, served: make(chan error, 3)}
 	defer func() {
 		if err != nil {
 			a.closeAll()
@@ -170,6 +171,10 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (_
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          errLog,
 	}
+	if err := a.startPatient(ctx, routing.PatientConfig{Store: metrics.InstrumentStore(st), Codec: codec, Logger: log, Metrics: metrics,
+		Audit: a.recorder, Validator: validator, MaxBody: cfg.MaxBodyBytes}, tlsConf); err != nil {
+		return nil, err
+	}
 	jobs, stopJobs := context.WithCancel(context.Background())
 	a.stopJobs = stopJobs
 	go audit.Retention{Log: auditLog, Recorder: a.recorder, Keep: cfg.Audit.Retention, Every: cfg.Audit.RetentionInterval, Logger: log}.Run(jobs)
@@ -214,6 +219,11 @@ func (a *app) shutdown() error {
 	if err := a.admin.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("admin listener: %w", err))
 	}
+	if a.patient != nil {
+		if err := a.patient.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("patient listener: %w", err))
+		}
+	}
 	a.stopJobs()
 	a.engine.Close()
 	if err := a.recorder.Close(); err != nil {
@@ -227,7 +237,7 @@ func (a *app) shutdown() error {
 }
 
 func (a *app) closeAll() {
-	for _, ln := range []net.Listener{a.publicLn, a.adminLn} {
+	for _, ln := range []net.Listener{a.publicLn, a.adminLn, a.patientLn} {
 		if ln != nil {
 			ln.Close()
 		}
