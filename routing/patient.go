@@ -31,6 +31,9 @@ type PatientConfig struct {
 	Audit     AuditRecorder
 	Validator Validator
 	Verifier  PatientVerifier
+	// Portal names the source organisations and the categories they
+	// provide, for the portal's pages.
+	Portal PortalConfig
 	// MaxBody limits request bodies (default 1 MiB).
 	MaxBody    int64
 	PublicBase string
@@ -85,6 +88,9 @@ func NewPatient(cfg PatientConfig) (http.Handler, error) {
 	api.GET("/_page/:token", s.named("page", s.nextPage))
 	for _, rt := range s.patientRoutes() {
 		api.Handle(rt.method, rt.path, s.named(rt.name, s.withAction(rt.action)), s.authorize(rt.action), rt.handler)
+	}
+	if err := s.portalRoutes(e, cfg.Portal); err != nil {
+		return nil, err
 	}
 	return e, nil
 }

@@ -50,7 +50,10 @@ func mustServePatient(tb testing.TB) *patientHarness {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ph, err := NewPatient(PatientConfig{Store: h.st, Codec: h.codec, Logger: log, Metrics: NewMetrics(prometheus.NewRegistry()),
-		Audit: h.rec, Validator: h.validator, Verifier: v, PublicBase: "https://patient.test/fhir/R4"})
+		Audit: h.rec, Validator: h.validator, Verifier: v, PublicBase: "https://patient.test/fhir/R4",
+		Portal: PortalConfig{Organisations: map[string]PortalOrganisation{
+			"90000002": {Name: "Apotheek De Brug", Categories: []string{fhir.CategoryMedication}},
+		}}})
 	if err != nil {
 		tb.Fatal(err)
 	}

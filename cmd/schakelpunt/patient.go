@@ -70,6 +70,7 @@ func (a *app) startPatient(ctx context.Context, base routing.PatientConfig, publ
 		return err
 	}
 	base.Verifier = v
+	base.Portal = portalConfig(a.cfg)
 	handler, err := routing.NewPatient(base)
 	if err != nil {
 		return err
@@ -136,4 +137,23 @@ func patientTokenCommand(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, tok)
 	return nil
+}
+
+// portalConfig names the configured sources and their data categories
+// for the portal's pages.
+func portalConfig(cfg *Config) routing.PortalConfig {
+	pc := routing.PortalConfig{Organisations: map[string]routing.PortalOrganisation{}}
+	for _, s := range cfg.Sources {
+		var cats []string
+		for _, c := range s.Categories {
+			switch c {
+			case "medication":
+				cats = append(cats, fhir.CategoryMedication)
+			case "gp-summary":
+				cats = append(cats, fhir.CategoryGPSummary)
+			}
+		}
+		pc.Organisations[s.URA] = routing.PortalOrganisation{Name: s.Name, Categories: cats}
+	}
+	return pc
 }
