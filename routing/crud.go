@@ -81,7 +81,7 @@ func (s *server) parse(c *gin.Context, t string) (*fhir.Resource, error) {
 	if err := ownOrganisation(c, t, terms); err != nil {
 		return nil, err
 	}
-	if err := ownPatient(c, t, terms); err != nil {
+	if err := ownPatient(c, t, terms, res.Doc); err != nil {
 		return nil, err
 	}
 	return res, nil

@@ -196,14 +196,24 @@ func patientClauses(typ, bsn string) []fhir.Clause {
 }
 
 // ownPatient checks that a resource a patient writes is about their own
-// BSN (Consent.patient).
-func ownPatient(c *gin.Context, typ string, terms fhir.Terms) error {
+// BSN (Consent.patient) and, when it names a performer (who gave or
+// recorded the consent), that the performer is the patient themself, by
+// BSN: a patient cannot record a consent in a provider's or another
+// person's name. Consent.organization is the provider the consent is
+// about (any URA; as the latest consent of that organisation it replaces
+// its earlier ones, see access.DecideConsent).
+func ownPatient(c *gin.Context, typ string, terms fhir.Terms, doc map[string]any) error {
 	t := trailOf(c)
 	if decisionOf(c).Scope != access.ScopeOwnPatient || t.patient == nil {
 		return nil
 	}
 	want := patientClauses(typ, t.patient.BSN)
 	if store.Matches(want, terms) {
+		if !performersArePatient(doc, t.patient.BSN) {
+			d := access.Decision{Reasons: []string{"a patient may name only themself (by BSN) as performer"}}
+			t.decision = &d
+			return d.Err().(*fhir.Error).At(typ + ".performer")
+		}
 		return nil
 	}
 	d := access.RequireOwnPatient(*t.patient, "")
@@ -212,6 +222,20 @@ func ownPatient(c *gin.Context, typ string, terms fhir.Terms) error {
 	}
 	t.decision = &d
 	return d.Err().(*fhir.Error).At(typ + ".patient")
+}
+
+// performersArePatient reports whether every Consent.performer is a
+// reference by identifier to bsn.
+func performersArePatient(doc map[string]any, bsn string) bool {
+	list, _ := doc["performer"].([]any)
+	for _, p := range list {
+		ref, _ := p.(map[string]any)
+		ident, _ := ref["identifier"].(map[string]any)
+		if ident["system"] != fhir.SystemBSN || ident["value"] != bsn || (ref["reference"] != nil && ref["reference"] != "") {
+			return false
+		}
+	}
+	return true
 }
 
 // bsnIn is the first BSN a resource's patient terms name.

@@ -323,6 +323,27 @@ func TestPatientAPI(t *testing.T) {
 			t.Error("the deleted consent is live")
 		}
 	})
+	t.Run("the performer of a patient's consent is the patient", func(t *testing.T) {
+		base := string(withBSN(t, "consent.json", bsnA))
+		self := strings.Replace(base, `"dateTime"`, `"performer": [{"type": "Patient", "identifier": {"system": "`+fhir.SystemBSN+`", "value": "`+bsnA+`"}}], "dateTime"`, 1)
+		if r := ph.asPatient(t, tok, "POST", "/Consent", []byte(self)); r.status != 201 {
+			t.Fatalf("self as performer: %d %s", r.status, r.raw)
+		}
+		for name, performer := range map[string]string{
+			"another patient": `{"type": "Patient", "identifier": {"system": "` + fhir.SystemBSN + `", "value": "` + bsnB + `"}}`,
+			"an organisation": `{"type": "Organization", "identifier": {"system": "` + fhir.SystemURA + `", "value": "90000002"}}`,
+		} {
+			body := strings.Replace(base, `"dateTime"`, `"performer": [`+performer+`], "dateTime"`, 1)
+			before, _ := ph.st.Count(context.Background(), storeQuery("Consent"))
+			r := ph.asPatient(t, tok, "POST", "/Consent", []byte(body))
+			if r.status != 403 || !contains(r.expressions(), "Consent.performer") {
+				t.Errorf("%s as performer: %d %s", name, r.status, r.raw)
+			}
+			if after, _ := ph.st.Count(context.Background(), storeQuery("Consent")); after != before {
+				t.Errorf("%s: stored anyway", name)
+			}
+		}
+	})
 	t.Run("a consent that fails the profile changes nothing", func(t *testing.T) {
 		before, _ := ph.st.Count(context.Background(), storeQuery("Consent"))
 		bad := bytes.Replace(withBSN(t, "consent.json", bsnA), []byte(`"scope"`), []byte(`"scopeX"`), 1)
