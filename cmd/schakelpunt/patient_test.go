@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -102,4 +103,62 @@ func TestPatientListener(t *testing.T) {
 	if status != 200 || !bytes.Contains(body, []byte(`"type":"Patient"`)) {
 		t.Errorf("own log: %d %s", status, body)
 	}
+}
+
+// TestPatientSettings: the issuer, audience and JWKS go together; the
+// listener may be turned off.
+func TestPatientSettings(t *testing.T) {
+	none := func(string) string { return "" }
+	cases := []struct {
+		name string
+		args []string
+		ok   bool
+	}{
+		{"defaults: development issuer", nil, true},
+		{"a full issuer", []string{"--patient-issuer", "https://login.example.nl", "--patient-audience", "schakelpunt", "--patient-jwks", "https://login.example.nl/jwks.json"}, true},
+		{"issuer without audience", []string{"--patient-issuer", "https://login.example.nl", "--patient-jwks", "jwks.json"}, false},
+		{"issuer without keys", []string{"--patient-issuer", "https://login.example.nl", "--patient-audience", "schakelpunt"}, false},
+		{"keys without issuer", []string{"--patient-jwks", "jwks.json"}, false},
+		{"audience without issuer", []string{"--patient-audience", "schakelpunt"}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := loadConfig(c.args, none)
+			if (err == nil) != c.ok {
+				t.Fatalf("err %v", err)
+			}
+			if err == nil && cfg.PatientListen != "127.0.0.1:8444" {
+				t.Errorf("patient_listen %q", cfg.PatientListen)
+			}
+		})
+	}
+	t.Run("off", func(t *testing.T) {
+		dir := t.TempDir()
+		cfg, err := loadConfig([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--patient-listen", "", "--data-dir", dir, "--log-level", "warn"}, none)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.PatientAddr() != "" {
+			t.Errorf("patient listener on %s", a.PatientAddr())
+		}
+		if err := a.shutdown(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("a configured issuer whose keys cannot be read stops serve", func(t *testing.T) {
+		dir := t.TempDir()
+		cfg, err := loadConfig([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--patient-listen", "127.0.0.1:0", "--data-dir", dir,
+			"--patient-issuer", "https://login.example.nl", "--patient-audience", "x", "--patient-jwks", filepath.Join(dir, "missing.json")}, none)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, err := start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard); err == nil {
+			a.shutdown()
+			t.Fatal("started without the issuer's keys")
+		}
+	})
 }
