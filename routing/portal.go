@@ -698,6 +698,10 @@ func (p *portal) changeConsent(c *gin.Context) {
 	d := access.DecidePatient(*pt, action)
 	trailOf(c).decision = &d
 	trailOf(c).category = row.Category
+	// Read, decide and write as one step: two changes at once must not
+	// each start from the state before the other.
+	unlock := p.s.condLocks.lock("portal-consent")
+	defer unlock()
 	_, consents, err := p.ownConsents(c, pt)
 	if err != nil {
 		p.fail(c, err)

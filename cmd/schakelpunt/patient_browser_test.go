@@ -104,10 +104,12 @@ func TestPortalInBrowser(t *testing.T) {
 	defer cancel()
 
 	var lang, registrations, logTable, consentTable, confirmText, notice, afterLog string
+	var signInProblems, logProblems []string
 	err = runSteps(t, ctx,
 		chromedp.Navigate(portal),
 		chromedp.WaitVisible(`#token`, chromedp.ByID),
 		chromedp.AttributeValue(`html`, "lang", &lang, nil, chromedp.ByQuery),
+		chromedp.Evaluate(a11yCheck, &signInProblems),
 		chromedp.SetValue(`#token`, token, chromedp.ByID),
 		chromedp.Click(`#sign-in`, chromedp.ByID),
 		chromedp.WaitVisible(`#registrations`, chromedp.ByID),
@@ -116,6 +118,7 @@ func TestPortalInBrowser(t *testing.T) {
 		chromedp.Click(`a[href="/portal/log"]`, chromedp.ByQuery),
 		chromedp.WaitVisible(`#log`, chromedp.ByID),
 		chromedp.Text(`#log`, &logTable, chromedp.ByID),
+		chromedp.Evaluate(a11yCheck, &logProblems),
 		// Consent: withdraw, confirmed with the keyboard.
 		chromedp.Click(`a[href="/portal/consent"]`, chromedp.ByQuery),
 		chromedp.WaitVisible(`#consent`, chromedp.ByID),
@@ -131,6 +134,9 @@ func TestPortalInBrowser(t *testing.T) {
 	)
 	if err != nil {
 		t.Fatalf("browser: %v", err)
+	}
+	if len(signInProblems)+len(logProblems) > 0 {
+		t.Errorf("accessibility: sign-in %v, log %v", signInProblems, logProblems)
 	}
 	if lang != "nl" {
 		t.Errorf("html lang %q, want nl", lang)
@@ -202,3 +208,23 @@ func runSteps(t *testing.T, ctx context.Context, actions ...chromedp.Action) err
 	}
 	return nil
 }
+
+// a11yCheck lists basic accessibility problems of the page: form fields
+// without a label, tables without a caption or column headers, header
+// cells without a scope, a missing lang or main landmark.
+const a11yCheck = `(() => {
+	const p = [];
+	if (!document.documentElement.lang) p.push("no lang attribute");
+	if (!document.querySelector("main")) p.push("no main landmark");
+	for (const el of document.querySelectorAll("input:not([type=hidden]), textarea, select"))
+		if (!el.labels || el.labels.length === 0) p.push("unlabelled " + el.outerHTML);
+	for (const t of document.querySelectorAll("table")) {
+		if (!t.caption) p.push("table without caption");
+		if (!t.querySelector("thead th")) p.push("table without column headers");
+	}
+	for (const th of document.querySelectorAll("th"))
+		if (!th.getAttribute("scope")) p.push("th without scope");
+	for (const b of document.querySelectorAll("button, a"))
+		if (!b.textContent.trim()) p.push("control without text");
+	return p;
+})()`
