@@ -101,6 +101,19 @@ func (a *app) startPatient(ctx context.Context, base routing.PatientConfig, publ
 	return nil
 }
 
+// printPatientNotes tells a newcomer how to sign in as a patient when
+// the development issuer is in use.
+func (a *app) printPatientNotes(out io.Writer) {
+	if a.patient == nil || a.cfg.Patient.Issuer != "" {
+		return
+	}
+	fmt.Fprintf(out, `Patients (DEVELOPMENT issuer in %s): make a token and paste it at the portal:
+  schakelpunt patient-token --data-dir %s --bsn 999911120
+  https://%s/portal/
+
+`, patientIssuerDir(a.cfg.DataDir), a.cfg.DataDir, a.PatientAddr())
+}
+
 // PatientAddr is the patient listener's bound address ("" when off).
 func (a *app) PatientAddr() string {
 	if a.patientLn == nil {

@@ -183,6 +183,7 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (_
 	if a.pkiDir != "" {
 		a.printDevNotes(out)
 	}
+	a.printPatientNotes(out)
 	log.Info("schakelpunt serving",
 		slog.String("fhir", "https://"+a.PublicAddr()+routing.BasePath),
 		slog.String("admin", "http://"+a.AdminAddr()),
