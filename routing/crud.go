@@ -127,7 +127,7 @@ func (s *server) respond(c *gin.Context, status int, r store.Resource, withLocat
 	case "OperationOutcome":
 		s.write(c, status, fhir.OperationOutcome(fhir.Issue{Severity: "information", Code: "informational", Diagnostics: r.Type + "/" + r.ID + " version " + strconv.FormatInt(r.Version, 10)}))
 	default:
-		s.write(c, status, r.Body)
+		s.write(c, status, s.shown(r))
 	}
 }
 

@@ -2,6 +2,7 @@ package routing
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -236,6 +237,37 @@ func performersArePatient(doc map[string]any, bsn string) bool {
 		}
 	}
 	return true
+}
+
+// shown is a stored resource as this listener shows it: as stored, except
+// that on the patient listener an AuditEvent loses the query its request
+// carried (entity.query). A professional's query may name other patients
+// (identifier=…|A,…|B is logged as about A); the patient learns who looked
+// and at what kind of data, not another patient's BSN.
+func (s *server) shown(r store.Resource) []byte {
+	if s.patients == nil || r.Type != "AuditEvent" {
+		return r.Body
+	}
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(r.Body, &doc) != nil {
+		return r.Body
+	}
+	var entities []map[string]json.RawMessage
+	if json.Unmarshal(doc["entity"], &entities) != nil {
+		return r.Body
+	}
+	for _, e := range entities {
+		delete(e, "query")
+	}
+	var err error
+	if doc["entity"], err = json.Marshal(entities); err != nil {
+		return r.Body
+	}
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return r.Body
+	}
+	return out
 }
 
 // bsnIn is the first BSN a resource's patient terms name.

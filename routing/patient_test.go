@@ -3,6 +3,7 @@ package routing
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +110,7 @@ func (ph *patientHarness) asPatient(tb testing.TB, token, method, path string, b
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	r := response{status: resp.StatusCode, header: resp.Header, raw: raw}
-	if len(raw) > 0 {
+	if len(raw) > 0 && !strings.Contains(resp.Header.Get("Content-Type"), "ndjson") {
 		if err := json.Unmarshal(raw, &r.body); err != nil {
 			tb.Fatalf("%s %s: body is not JSON: %s", method, path, raw)
 		}
@@ -238,6 +240,44 @@ func TestPatientSeesOnlyTheirOwnBSN(t *testing.T) {
 		bs := ph.asPatient(t, tokB, "GET", "/Consent", nil)
 		if ids := entryIDs(bs); len(ids) != 1 || ids[0] != consent[bsnB] {
 			t.Errorf("B's consents are now %v", ids)
+		}
+	})
+	t.Run("a professional's query naming A and B shows A no BSN of B", func(t *testing.T) {
+		r := do(t, ph.as("supervisor"), "GET", "/Patient?identifier="+url.QueryEscape(fhir.SystemBSN+"|"+bsnA+","+fhir.SystemBSN+"|"+bsnB), nil)
+		if r.status != 200 {
+			t.Fatalf("%d %s", r.status, r.raw)
+		}
+		// The supervisor's event is about A; as stored, its query names B.
+		stored := false
+		for _, e := range storedEvents(t, ph.harness) {
+			stored = stored || strings.Contains(e.query, bsnB) && strings.Contains(e.query, bsnA)
+		}
+		if !stored {
+			t.Fatal("no stored event with a query naming A and B")
+		}
+		// namesB looks in the bodies and in the base64 queries.
+		namesB := func(raw []byte) bool {
+			if bytes.Contains(raw, []byte(bsnB)) {
+				return true
+			}
+			for _, m := range regexp.MustCompile(`"query":"([^"]*)"`).FindAllSubmatch(raw, -1) {
+				if q, _ := base64.StdEncoding.DecodeString(string(m[1])); bytes.Contains(q, []byte(bsnB)) {
+					return true
+				}
+			}
+			return false
+		}
+		for _, p := range []string{"/AuditEvent?_count=500", "/AuditEvent?_count=500&_format=ndjson"} {
+			log := ph.asPatient(t, tokA, "GET", p, nil, "Accept", "*/*")
+			if log.status != 200 || namesB(log.raw) {
+				t.Errorf("%s: %d, names B: %v", p, log.status, namesB(log.raw))
+			}
+		}
+		ids := entryIDs(ph.asPatient(t, tokA, "GET", "/AuditEvent?_count=500", nil))
+		for _, id := range ids {
+			if r := ph.asPatient(t, tokA, "GET", "/AuditEvent/"+id, nil); r.status != 200 || namesB(r.raw) {
+				t.Errorf("AuditEvent/%s: %d, names B", id, r.status)
+			}
 		}
 	})
 	t.Run("A's requests are audited as A, about A", func(t *testing.T) {
