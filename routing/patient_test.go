@@ -3,9 +3,9 @@ package routing
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
