@@ -35,6 +35,7 @@ const (
 	ReadConsent      Action = "read-consent"     // Consent read, vread, search, history
 	ReadAuditOwn     Action = "read-audit-own"   // AuditEvent read and search of one's own accesses
 	ReadAuditAll     Action = "read-audit-all"   // AuditEvent read, search and export of everyone's
+	ReadAlerts       Action = "read-alerts"      // Flag (abuse alert) read and search
 )
 
 var actionText = map[Action]string{
@@ -52,13 +53,14 @@ var actionText = map[Action]string{
 	ReadConsent:      "read consent",
 	ReadAuditOwn:     "read the log of their own accesses",
 	ReadAuditAll:     "read the whole access log",
+	ReadAlerts:       "read abuse alerts",
 }
 
 // Actions lists every action in table order.
 func Actions() []Action {
 	return []Action{ReadMetadata, ReadRegistry, ValidateResource, QueryMedication, QueryGPSummary,
 		RegisterIndex, DeregisterIndex, ReadIndex, QueryPIX,
-		RecordConsent, WithdrawConsent, ReadConsent, ReadAuditOwn, ReadAuditAll}
+		RecordConsent, WithdrawConsent, ReadConsent, ReadAuditOwn, ReadAuditAll, ReadAlerts}
 }
 
 // Description is the action in words ("query medication").
@@ -261,6 +263,8 @@ func rules(cfg PolicyConfig) []Rule {
 			Reason: "configured supervisors may read the log of their own accesses"},
 		Rule{Actions: []Action{ReadAuditOwn}, Cards: z, Permit: true, Scope: ScopeOwnEvents,
 			Reason: "care professionals (Z) may read the log of their own accesses"},
+		Rule{Actions: []Action{ReadAlerts}, Supervisor: true, Permit: true, Scope: ScopeAll,
+			Reason: "configured supervisors may read the abuse alerts"},
 
 		// No patient data.
 		Rule{Actions: []Action{ReadRegistry}, Permit: true, Scope: ScopeAll,

@@ -27,6 +27,11 @@ type Options struct {
 	MaxBatch int    // events per commit (default 512)
 	Now      func() time.Time
 	NewID    func() string
+	// OnRecorded, when set, is called from the writer with each batch
+	// once it is durably stored, in chain order. It must not block (abuse
+	// detection queues and drops what it cannot take) and must not keep
+	// the slice.
+	OnRecorded func([]Event)
 }
 
 // Recorder writes AuditEvents durably, chained, in batches: concurrent
@@ -39,6 +44,8 @@ type Recorder struct {
 	maxBatch int
 	now      func() time.Time
 	newID    func() string
+	recorded func([]Event)
+	events   []Event // the batch handed to recorded
 
 	// head is the chain head as this recorder last wrote it; reloaded
 	// after a conflict or a failure (only the run goroutine touches it).
@@ -94,7 +101,7 @@ func render(ev *Event) (rendered, error) {
 func NewRecorder(log store.AuditLog, opts Options) *Recorder {
 	r := &Recorder{
 		log: log, logger: opts.Logger, observer: opts.Observer, maxBatch: opts.MaxBatch,
-		now: opts.Now, newID: opts.NewID,
+		now: opts.Now, newID: opts.NewID, recorded: opts.OnRecorded,
 		queue: make(chan *pending, 4096), stop: make(chan struct{}),
 	}
 	if r.logger == nil {
@@ -279,6 +286,14 @@ func (r *Recorder) commit(batch []*pending) {
 	}
 	for _, p := range batch {
 		p.reply <- err
+	}
+	if err == nil && r.recorded != nil {
+		r.events = r.events[:0]
+		for _, p := range batch {
+			r.events = append(r.events, p.ev)
+		}
+		r.recorded(r.events)
+		clear(r.events)
 	}
 }
 

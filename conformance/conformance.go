@@ -90,6 +90,11 @@ func Table() []Resource {
 			Interactions:  registry,
 		},
 		{
+			Type:          "Flag",
+			Documentation: "Abuse alerts raised by the switching point from the access log, each pointing at the AuditEvents that triggered it. Supervisors only.",
+			Interactions:  []Interaction{Read, SearchType},
+		},
+		{
 			Type:          "MedicationDispense",
 			Documentation: "Federated: searched at the sources that registered the patient, when the role and the patient's consent admit it; nothing is stored here.",
 			Interactions:  []Interaction{SearchType},

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/schakelpunt/schakelpunt/access"
@@ -74,9 +76,18 @@ type Config struct {
 
 // Engine runs federated queries. It is safe for concurrent use.
 type Engine struct {
-	cfg      Config
+	cfg      Config // without Registry: see registry
 	client   *http.Client
 	sem      chan struct{}
+	registry atomic.Pointer[registry] // swapped whole by SetRegistry
+	swap     sync.Mutex               // serialises SetRegistry
+}
+
+// registry is one version of the source registry with each source's
+// circuit breaker. It is never changed once published: a query takes it
+// once, at its start, and keeps it to its end.
+type registry struct {
+	sources  []Source
 	breakers map[string]*breaker // by BaseURL
 }
 
@@ -115,27 +126,50 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	cfg.Registry = slices.Clone(cfg.Registry)
 	e := &Engine{
 		cfg: cfg,
 		client: &http.Client{
 			Transport: &http.Transport{
 				TLSClientConfig:     mtls.NewClientConfig(cfg.ClientCert, cfg.SourceCAs),
-				MaxIdleConns:        cfg.MaxParallel * 2 * max(1, len(cfg.Registry)),
+				MaxIdleConns:        0, // no total limit: the registry may grow (SetRegistry); per host below
 				MaxIdleConnsPerHost: cfg.MaxParallel * 2,
 				IdleConnTimeout:     90 * time.Second,
 				TLSHandshakeTimeout: cfg.PerSourceTimeout,
 			},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		sem:      make(chan struct{}, cfg.MaxParallel),
-		breakers: make(map[string]*breaker, len(cfg.Registry)),
+		sem: make(chan struct{}, cfg.MaxParallel),
 	}
-	for _, s := range cfg.Registry {
-		e.breakers[s.BaseURL] = &breaker{threshold: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown}
-	}
+	e.SetRegistry(cfg.Registry)
+	e.cfg.Registry = nil
 	return e, nil
 }
+
+// SetRegistry replaces the source registry at once (a configuration
+// reload). Queries already running finish with the registry they started
+// with; the next ones use sources. A source that stays (same base URL)
+// keeps its circuit breaker; a new one starts closed. Idle connections
+// are dropped, so none is kept to a source no longer registered.
+func (e *Engine) SetRegistry(sources []Source) {
+	e.swap.Lock()
+	defer e.swap.Unlock()
+	old := e.registry.Load()
+	next := &registry{sources: slices.Clone(sources), breakers: make(map[string]*breaker, len(sources))}
+	for _, s := range next.sources {
+		if old != nil && old.breakers[s.BaseURL] != nil {
+			next.breakers[s.BaseURL] = old.breakers[s.BaseURL]
+			continue
+		}
+		next.breakers[s.BaseURL] = &breaker{threshold: e.cfg.BreakerFailures, cooldown: e.cfg.BreakerCooldown}
+	}
+	e.registry.Store(next)
+	if old != nil {
+		e.client.CloseIdleConnections()
+	}
+}
+
+// Registry returns the sources currently registered.
+func (e *Engine) Registry() []Source { return slices.Clone(e.registry.Load().sources) }
 
 // Close releases idle connections to the sources.
 func (e *Engine) Close() { e.client.CloseIdleConnections() }

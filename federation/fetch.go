@@ -72,7 +72,7 @@ func (e *Engine) askAll(ctx context.Context, ts []target, urlOf func(target) str
 
 // ask fetches and parses one answer, with no retry.
 func (e *Engine) ask(ctx context.Context, a *answer, parse func([]byte) ([]entry, error)) {
-	b := e.breakers[a.target.source.BaseURL]
+	b := a.target.breaker
 	if !b.allow(e.cfg.Now()) {
 		a.fail(errCircuitOpen, "transient", "is not asked for a while after repeated failures")
 		return

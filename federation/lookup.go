@@ -16,7 +16,8 @@ import (
 // target is one source to ask about one of its local patients.
 type target struct {
 	source    Source
-	patientID string // the patient's id at the source (last segment of link.other)
+	patientID string   // the patient's id at the source (last segment of link.other)
+	breaker   *breaker // the source's, from the registry the query started with
 }
 
 // indexEntry is what the engine reads of an index entry (DESIGN.md
@@ -64,7 +65,8 @@ func (e *Engine) lookup(ctx context.Context, bsn, cat string) ([]target, error) 
 		}
 	}
 	var ts []target
-	for _, s := range e.cfg.Registry {
+	reg := e.registry.Load() // this query's registry, to its end
+	for _, s := range reg.sources {
 		if !s.provides(cat) {
 			continue
 		}
@@ -72,7 +74,7 @@ func (e *Engine) lookup(ctx context.Context, bsn, cat string) ([]target, error) 
 		for _, id := range ids[s.URA] {
 			if !seen[id] {
 				seen[id] = true
-				ts = append(ts, target{source: s, patientID: id})
+				ts = append(ts, target{source: s, patientID: id, breaker: reg.breakers[s.BaseURL]})
 			}
 		}
 	}

@@ -74,6 +74,13 @@ var typeParams = map[string][]SearchParam{
 		{Code: "outcome", Type: TypeToken, URL: r4 + "AuditEvent-outcome", Expression: "AuditEvent.outcome", Description: "Whether the event succeeded or failed", Paths: []string{"outcome"}},
 		{Code: "source", Type: TypeReference, URL: r4 + "AuditEvent-source", Expression: "AuditEvent.source.observer", Description: "The identity of source detecting the event", Paths: []string{"source.observer"}, Targets: []string{"Device", "Organization", "Patient", "Practitioner", "PractitionerRole", "RelatedPerson"}},
 	},
+	"Flag": {
+		{Code: "subject", Type: TypeReference, URL: r4 + "Flag-subject", Expression: "Flag.subject", Description: "The professional (UZI number), organisation (URA) or patient (BSN) an abuse alert is about: subject:identifier=system|value", Paths: []string{"subject"}, Targets: []string{"Practitioner", "Organization", "Patient"}},
+		{Code: "patient", Type: TypeReference, URL: r4 + "clinical-patient", Expression: "Flag.subject.where(resolve() is Patient)", Description: "The patient an abuse alert is about: patient:identifier=http://fhir.nl/fhir/NamingSystem/bsn|<bsn>", Paths: []string{"subject"}, Targets: []string{"Patient"}, OnlyType: "Patient"},
+		{Code: "date", Type: TypeDate, URL: r4 + "clinical-date", Expression: "Flag.period", Description: "When the alert was raised", Paths: []string{"period"}},
+		{Code: "code", Type: TypeToken, URL: "http://schakelpunt.nl/fhir/SearchParameter/Flag-code", Expression: "Flag.code", Description: "The detection rule (http://schakelpunt.nl/fhir/CodeSystem/abuse-rule)", Paths: []string{"code"}},
+		{Code: "status", Type: TypeToken, URL: "http://schakelpunt.nl/fhir/SearchParameter/Flag-status", Expression: "Flag.status", Description: "active | inactive | entered-in-error", Paths: []string{"status"}},
+	},
 	"Organization": {
 		{Code: "identifier", Type: TypeToken, URL: r4 + "Organization-identifier", Expression: "Organization.identifier", Description: "Any identifier for the organization (the URA)", Paths: []string{"identifier"}},
 		{Code: "active", Type: TypeToken, URL: r4 + "Organization-active", Expression: "Organization.active", Description: "Is the Organization record active", Paths: []string{"active"}},

@@ -2,6 +2,7 @@ package routing
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"embed"
@@ -29,8 +30,9 @@ type PortalOrganisation struct {
 	Categories []string // LOINC data categories it provides (fhir.CategoryMedication, fhir.CategoryGPSummary)
 }
 
-// PortalConfig is what the portal knows beyond the store: the names of
-// the source organisations (by URA) and the categories they provide.
+// PortalConfig is what the portal knows beyond the store's source
+// registry: names (and categories) of organisations by URA, for those
+// that are no source (a supervisor) or when there is no registry.
 type PortalConfig struct {
 	Organisations map[string]PortalOrganisation
 }
@@ -127,6 +129,8 @@ type portalPage struct {
 	Error    string
 	Notice   string
 	msgs     map[string]string
+	ctx      context.Context
+	orgs     map[string]PortalOrganisation // looked up for this page
 	// Per page:
 	Registrations []registrationRow
 	Log           []logRow
@@ -148,7 +152,7 @@ func (pg *portalPage) T(key string) string {
 
 func (p *portal) newPage(c *gin.Context, active string) *portalPage {
 	lang := language(c.GetHeader("Accept-Language"))
-	return &portalPage{Lang: lang, Active: active, SignedIn: trailOf(c).patient != nil, CSRF: p.csrfToken(c), msgs: messages[lang]}
+	return &portalPage{Lang: lang, Active: active, SignedIn: trailOf(c).patient != nil, CSRF: p.csrfToken(c), msgs: messages[lang], ctx: c.Request.Context()}
 }
 
 func (p *portal) render(c *gin.Context, status int, name string, pg *portalPage) {
@@ -290,8 +294,54 @@ type registrationRow struct {
 	Since             string
 }
 
+// organisation names ura and the categories it provides: from the source
+// registry in the store (Organization and Endpoint ura-<URA>, kept in step
+// with the configuration), else from PortalConfig (organisations that are
+// no source, such as a supervisor). Looked up once per page.
+func (p *portal) organisation(ura string, pg *portalPage) PortalOrganisation {
+	if o, ok := pg.orgs[ura]; ok {
+		return o
+	}
+	o := p.cfg.Organisations[ura]
+	if ura != "" && pg.ctx != nil {
+		if r, err := p.s.store.Read(pg.ctx, "Organization", "ura-"+ura); err == nil {
+			var doc struct {
+				Name string `json:"name"`
+			}
+			if json.Unmarshal(r.Body, &doc) == nil && doc.Name != "" {
+				o.Name = doc.Name
+			}
+		}
+		if r, err := p.s.store.Read(pg.ctx, "Endpoint", "ura-"+ura); err == nil {
+			var doc struct {
+				PayloadType []struct {
+					Coding []struct{ System, Code string } `json:"coding"`
+				} `json:"payloadType"`
+			}
+			if json.Unmarshal(r.Body, &doc) == nil {
+				var cats []string
+				for _, pt := range doc.PayloadType {
+					for _, cd := range pt.Coding {
+						if cd.System == fhir.SystemLOINC && (cd.Code == fhir.CategoryMedication || cd.Code == fhir.CategoryGPSummary) {
+							cats = append(cats, cd.Code)
+						}
+					}
+				}
+				if len(cats) > 0 {
+					o.Categories = cats
+				}
+			}
+		}
+	}
+	if pg.orgs == nil {
+		pg.orgs = map[string]PortalOrganisation{}
+	}
+	pg.orgs[ura] = o
+	return o
+}
+
 func (p *portal) orgName(ura string, pg *portalPage) string {
-	if o, ok := p.cfg.Organisations[ura]; ok && o.Name != "" {
+	if o := p.organisation(ura, pg); o.Name != "" {
 		return o.Name
 	}
 	if ura == "" {
@@ -300,8 +350,9 @@ func (p *portal) orgName(ura string, pg *portalPage) string {
 	return pg.T("organisation-ura") + " " + ura
 }
 
-func (p *portal) categoriesOf(ura string) []string {
-	if o, ok := p.cfg.Organisations[ura]; ok && len(o.Categories) > 0 {
+// categoriesOf are the categories ura provides; both when unknown.
+func (p *portal) categoriesOf(ura string, pg *portalPage) []string {
+	if o := p.organisation(ura, pg); len(o.Categories) > 0 {
 		return o.Categories
 	}
 	return []string{fhir.CategoryMedication, fhir.CategoryGPSummary}
@@ -322,7 +373,7 @@ func (p *portal) registrationRows(c *gin.Context, pt *access.Patient, pg *portal
 		_ = json.Unmarshal(r.Body, &doc)
 		ura := doc.ManagingOrganization.Identifier.Value
 		row := registrationRow{URA: ura, Organisation: p.orgName(ura, pg), Since: r.Updated.In(p.zone).Format("2006-01-02")}
-		for _, cat := range p.categoriesOf(ura) {
+		for _, cat := range p.categoriesOf(ura, pg) {
 			row.Kinds = append(row.Kinds, pg.T("cat-"+cat))
 		}
 		rows = append(rows, row)
@@ -585,7 +636,7 @@ func (p *portal) consentRows(c *gin.Context, pt *access.Patient, pg *portalPage)
 		if ura == "" {
 			continue
 		}
-		for _, cat := range p.categoriesOf(ura) {
+		for _, cat := range p.categoriesOf(ura, pg) {
 			rows = append(rows, consentRow{URA: ura, Organisation: p.orgName(ura, pg), Category: cat, Kind: pg.T("cat-" + cat), Shared: shared(consents, ura, cat, now)})
 		}
 	}
@@ -709,7 +760,7 @@ func (p *portal) changeConsent(c *gin.Context) {
 	}
 	now := p.s.now()
 	var permit, deny []string
-	for _, cat := range p.categoriesOf(row.URA) {
+	for _, cat := range p.categoriesOf(row.URA, pg) {
 		on := shared(consents, row.URA, cat, now)
 		if cat == row.Category {
 			on = change == "give"

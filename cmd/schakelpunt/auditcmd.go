@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/schakelpunt/schakelpunt/audit"
 	"github.com/schakelpunt/schakelpunt/store"
@@ -18,8 +19,12 @@ import (
 // script that alerts on 1 is never woken by a typo, and a typo never
 // passes for an intact log.
 func auditCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	if len(args) > 0 && args[0] == "report" {
+		return reportCommand(ctx, args[1:], stdout, stderr, getenv)
+	}
 	if len(args) == 0 || args[0] != "verify" {
 		fmt.Fprintln(stderr, "usage: schakelpunt audit verify [--config FILE] [--data-dir DIR] [--store embedded|mongodb] [--mongodb-uri URI]")
+		fmt.Fprintln(stderr, "       "+strings.TrimPrefix(reportUsage, "usage: "))
 		return &exitError{code: 2, err: errors.New("audit: unknown or missing subcommand")}
 	}
 	cfg, err := loadConfig(args[1:], getenv)

@@ -40,6 +40,22 @@ type Config struct {
 	Sources []SourceConfig `yaml:"sources"`
 	// Supervisors may read the whole access log (YAML only: a list).
 	Supervisors []SupervisorConfig `yaml:"supervisors"`
+	// Detection is the abuse detection section (YAML only; detect.go).
+	Detection DetectionConfig `yaml:"detection"`
+
+	// args and getenv are what the configuration was loaded from: reread
+	// loads it again from them (a SIGHUP reload).
+	args   []string
+	getenv func(string) string
+}
+
+// reread loads the configuration again from the same file, environment
+// and flags.
+func (c *Config) reread() (*Config, error) {
+	if c.getenv == nil {
+		return nil, errors.New("config: not loaded from a file, the environment and flags")
+	}
+	return loadConfig(c.args, c.getenv)
 }
 
 // FederationConfig is our identity towards the sources and whom we trust
@@ -118,6 +134,7 @@ var settings = []setting{
 	{"max_body_bytes", "1048576", "largest request body accepted (413 beyond)", func(c *Config) any { return &c.MaxBodyBytes }},
 	{"public_base_url", "", "absolute base URL for fullUrl and Location (default: https://<Host>/fhir/R4)", func(c *Config) any { return &c.PublicBaseURL }},
 	{"log_level", "info", "log level: debug, info, warn or error", func(c *Config) any { return &c.LogLevel }},
+	{"demo", "false", "start a demo GP system and two pharmacies in this process, with sample patients and consents (needs the development PKI)", func(c *Config) any { return &c.Demo }},
 	{"shutdown_timeout", "30s", "how long requests in flight may take to finish on shutdown", func(c *Config) any { return &c.ShutdownTimeout }},
 	{"tls.cert", "", "server certificate (PEM); empty: a development CA and certificate under DATA/pki", func(c *Config) any { return &c.TLS.Cert }},
 	{"tls.key", "", "server private key (PEM)", func(c *Config) any { return &c.TLS.Key }},
@@ -189,7 +206,12 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	flagged := map[string]*string{}
 	for _, s := range settings {
 		v := new(string)
-		fs.Func(s.flagName(), s.help+" (env "+s.envName()+", default "+strconv.Quote(s.def)+")", func(x string) error { *v = x; return nil })
+		usage, set := s.help+" (env "+s.envName()+", default "+strconv.Quote(s.def)+")", func(x string) error { *v = x; return nil }
+		if _, isBool := s.ptr(&Config{}).(*bool); isBool {
+			fs.BoolFunc(s.flagName(), usage, set) // --demo alone means true
+		} else {
+			fs.Func(s.flagName(), usage, set)
+		}
 		flagged[s.key] = v
 	}
 	var setFlags []string
@@ -201,7 +223,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	}
 	fs.Visit(func(f *flag.Flag) { setFlags = append(setFlags, f.Name) })
 
-	c := &Config{}
+	c := &Config{Detection: defaultDetection(), args: args, getenv: getenv}
 	for _, s := range settings {
 		if err := s.set(c, s.def); err != nil {
 			return nil, err
@@ -273,16 +295,12 @@ func (c *Config) check() error {
 	if c.Federation.PerSourceTimeout <= 0 || c.Federation.Deadline <= 0 {
 		return errors.New("config: federation.per_source_timeout and federation.deadline must be more than 0")
 	}
-	for i, src := range c.Sources {
-		u, err := url.Parse(src.BaseURL)
-		if !fhir.ValidURA(src.URA) || err != nil || u.Scheme != "https" || u.Host == "" {
-			return fmt.Errorf("config: sources[%d] needs an 8-digit ura and an https base_url", i)
-		}
-		for _, cat := range src.Categories {
-			if cat != "medication" && cat != "gp-summary" {
-				return fmt.Errorf("config: sources[%d]: category %q is not medication or gp-summary", i, cat)
-			}
-		}
+	if err := c.checkSources(); err != nil {
+		return err
+	}
+	if c.Demo && (c.TLS.Cert != "" || c.Federation.ClientCert != "") {
+		return errors.New("config: demo runs its sources on the development PKI under DATA/pki: " +
+			"leave tls.cert and federation.client_cert unset with --demo, or run without --demo")
 	}
 	if p := c.Patient; p.Issuer != "" && (p.Audience == "" || p.JWKS == "") {
 		return errors.New("config: patient.issuer needs patient.audience and patient.jwks")
@@ -291,6 +309,37 @@ func (c *Config) check() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("config: data_dir is empty")
+	}
+	return nil
+}
+
+// checkSources validates the source registry (sources:), on its own: a
+// SIGHUP reload that fails it keeps the registry as it was.
+func (c *Config) checkSources() error {
+	seen := map[string]int{}
+	for i, src := range c.Sources {
+		u, err := url.Parse(src.BaseURL)
+		if !fhir.ValidURA(src.URA) || err != nil || u.Scheme != "https" || u.Host == "" {
+			return fmt.Errorf("config: sources[%d] needs an 8-digit ura and an https base_url", i)
+		}
+		if j, dup := seen[src.URA]; dup {
+			return fmt.Errorf("config: sources[%d] and sources[%d] both have ura %s: one source per organisation", j, i, src.URA)
+		}
+		seen[src.URA] = i
+		if len(src.Categories) == 0 {
+			return fmt.Errorf("config: sources[%d] (ura %s) needs categories: medication, gp-summary or both", i, src.URA)
+		}
+		for _, cat := range src.Categories {
+			if cat != "medication" && cat != "gp-summary" {
+				return fmt.Errorf("config: sources[%d]: category %q is not medication or gp-summary", i, cat)
+			}
+		}
+		if c.Demo && isDemoURA(src.URA) {
+			return fmt.Errorf("config: sources[%d]: ura %s is a demo source's; with --demo, configure other organisations", i, src.URA)
+		}
+	}
+	if _, err := c.Detection.rules(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -40,6 +40,7 @@ func TestConfigPrecedence(t *testing.T) {
 		{"duration from env", cfg.ShutdownTimeout, 5 * time.Second},
 		{"list from yaml", strings.Join(cfg.TLS.CRL, ","), "a.pem,b.pem"},
 		{"store default", cfg.Store, "embedded"},
+		{"demo default", cfg.Demo, false},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
@@ -76,6 +77,15 @@ func TestConfigRejectsBadInput(t *testing.T) {
 		{"cert without key", []string{"--tls-cert", "a.pem"}, nil, "tls.key"},
 		{"missing file", []string{"--config", filepath.Join(dir, "absent.yaml")}, nil, "absent.yaml"},
 		{"unknown flag", []string{"--nonsense"}, nil, "nonsense"},
+		{"demo with a configured server certificate", []string{"--demo", "--tls-cert", "a.pem", "--tls-key", "a.key", "--tls-client-ca", "ca.pem"}, nil, "development PKI"},
+		{"demo with a configured federation certificate", []string{"--demo", "--federation-client-cert", "a.pem", "--federation-client-key", "a.key"}, nil, "federation.client_cert"},
+		{"demo not true or false", nil, map[string]string{"SCHAKELPUNT_DEMO": "yes please"}, "demo"},
+		{"source with a bad ura", []string{"--config", write("badura.yaml", "sources:\n  - ura: \"123\"\n    base_url: https://x/fhir/R4\n    categories: [medication]\n")}, nil, "sources[0]"},
+		{"source over plain http", []string{"--config", write("http.yaml", "sources:\n  - ura: \"90000123\"\n    base_url: http://x/fhir/R4\n    categories: [medication]\n")}, nil, "https base_url"},
+		{"source without categories", []string{"--config", write("nocat.yaml", "sources:\n  - ura: \"90000123\"\n    base_url: https://x/fhir/R4\n")}, nil, "categories"},
+		{"source with an unknown category", []string{"--config", write("badcat.yaml", "sources:\n  - ura: \"90000123\"\n    base_url: https://x/fhir/R4\n    categories: [lab]\n")}, nil, `"lab"`},
+		{"two sources of one organisation", []string{"--config", write("dup.yaml", "sources:\n  - ura: \"90000123\"\n    base_url: https://x/fhir/R4\n    categories: [medication]\n  - ura: \"90000123\"\n    base_url: https://y/fhir/R4\n    categories: [gp-summary]\n")}, nil, "both have ura 90000123"},
+		{"a demo source's ura with --demo", []string{"--demo", "--config", write("demoura.yaml", "sources:\n  - ura: \"90000002\"\n    base_url: https://x/fhir/R4\n    categories: [medication]\n")}, nil, "demo source"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -85,6 +95,35 @@ func TestConfigRejectsBadInput(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), c.message) {
 				t.Errorf("error %q does not name %q", err, c.message)
+			}
+		})
+	}
+}
+
+// TestDemoFlag: --demo is a switch; it takes no value (a value would be
+// taken as an argument), and --demo=false turns it off again.
+func TestDemoFlag(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{"absent", nil, nil, false},
+		{"alone", []string{"--demo"}, nil, true},
+		{"before another flag", []string{"--demo", "--log-level", "warn"}, nil, true},
+		{"false", []string{"--demo=false"}, nil, false},
+		{"from the environment", nil, map[string]string{"SCHAKELPUNT_DEMO": "true"}, true},
+		{"flag over environment", []string{"--demo=false"}, map[string]string{"SCHAKELPUNT_DEMO": "true"}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := loadConfig(c.args, env(c.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Demo != c.want {
+				t.Errorf("demo %v, want %v", cfg.Demo, c.want)
 			}
 		})
 	}

@@ -52,7 +52,7 @@ commands:
   serve     run the switching point
   ca        the development and test PKI (init, issue, revoke)
   source    a reference source FHIR server (a GP or pharmacy system) over mutual TLS
-  audit     verify the access log's hash chain
+  audit     verify the access log's hash chain (audit verify), or report on a month (audit report)
   validate  validate FHIR JSON files against the base spec and our profiles
   patient-token  print a patient token of the development issuer (--data-dir DIR --bsn BSN [--ttl 1h])
   version   print the version

@@ -70,7 +70,7 @@ func (a *app) startPatient(ctx context.Context, base routing.PatientConfig, publ
 		return err
 	}
 	base.Verifier = v
-	base.Portal = portalConfig(a.cfg)
+	base.Portal = a.portalConfig()
 	handler, err := routing.NewPatient(base)
 	if err != nil {
 		return err
@@ -152,21 +152,13 @@ func patientTokenCommand(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// portalConfig names the configured sources and their data categories
-// for the portal's pages.
-func portalConfig(cfg *Config) routing.PortalConfig {
+// portalConfig names, for the portal, organisations that are no source
+// (the sources' names come from the registry in the store): with the
+// development PKI, the demo supervisor.
+func (a *app) portalConfig() routing.PortalConfig {
 	pc := routing.PortalConfig{Organisations: map[string]routing.PortalOrganisation{}}
-	for _, s := range cfg.Sources {
-		var cats []string
-		for _, c := range s.Categories {
-			switch c {
-			case "medication":
-				cats = append(cats, fhir.CategoryMedication)
-			case "gp-summary":
-				cats = append(cats, fhir.CategoryGPSummary)
-			}
-		}
-		pc.Organisations[s.URA] = routing.PortalOrganisation{Name: s.Name, Categories: cats}
+	if a.pkiDir != "" {
+		pc.Organisations[uraSupervisor] = routing.PortalOrganisation{Name: "Autoriteit Persoonsgegevens (demo)"}
 	}
 	return pc
 }

@@ -11,8 +11,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +25,7 @@ import (
 	"github.com/schakelpunt/schakelpunt/access/mtls"
 	"github.com/schakelpunt/schakelpunt/access/pki"
 	"github.com/schakelpunt/schakelpunt/audit"
+	"github.com/schakelpunt/schakelpunt/audit/detect"
 	"github.com/schakelpunt/schakelpunt/conformance"
 	"github.com/schakelpunt/schakelpunt/federation"
 	"github.com/schakelpunt/schakelpunt/fhir"
@@ -38,13 +42,25 @@ func serve(ctx context.Context, args []string, stderr io.Writer, getenv func(str
 		return &exitError{code: 2, err: err}
 	}
 	log := newLogger(stderr, cfg.LogLevel)
+	// SIGHUP reloads the source registry; registered before start, so a
+	// SIGHUP never ends the process once it says it is serving.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	a, err := start(ctx, cfg, log, stderr)
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
-	log.Info("shutting down: finishing requests in flight")
-	return a.shutdown()
+	for {
+		select {
+		case <-hup:
+			log.Info("SIGHUP: reloading the source registry from the configuration")
+			_ = a.reload(ctx) // a failed reload is logged and changes nothing
+		case <-ctx.Done():
+			log.Info("shutting down: finishing requests in flight")
+			return a.shutdown()
+		}
+	}
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {
@@ -65,9 +81,15 @@ type app struct {
 	served   chan error
 	pkiDir   string // the development PKI, when one is in use
 	recorder *audit.Recorder
+	detector *detect.Runner
 	stopJobs context.CancelFunc
 	engine   *federation.Engine
 	patientListener
+
+	validator *profiles.Validator
+	started   Config     // the configuration as loaded, to tell what a reload cannot change
+	reloading sync.Mutex // one reload at a time
+	demo      *demo      // the demo sources (serve --demo)
 }
 
 // PublicAddr and AdminAddr are the bound addresses (useful with port 0).
@@ -81,7 +103,7 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (_
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	a := &app{log: log, cfg: cfg, served: make(chan error, 3)}
+	a := &app{log: log, cfg: cfg, served: make(chan error, 3), started: *cfg}
 	defer func() {
 		if err != nil {
 			a.closeAll()
@@ -110,6 +132,12 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (_
 	if err != nil {
 		return nil, fmt.Errorf("profiles: %w", err)
 	}
+	a.validator = validator
+	if cfg.Demo {
+		if err := a.startDemo(); err != nil {
+			return nil, err
+		}
+	}
 	if a.pkiDir != "" && !hasSupervisor(cfg, uraSupervisor) {
 		// The development PKI's supervisor certificate reads the whole log.
 		cfg.Supervisors = append(cfg.Supervisors, SupervisorConfig{URA: uraSupervisor})
@@ -118,16 +146,23 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (_
 	if err != nil {
 		return nil, err
 	}
-	engine, err := a.federationEngine(metrics, policy, validator)
+	sources := append(sourcesOf(cfg.Sources), a.demoSources()...)
+	engine, err := a.federationEngine(metrics, policy, validator, sources)
 	if err != nil {
 		return nil, err
 	}
 	a.engine = engine
+	if err := a.syncRegistry(ctx, sources); err != nil {
+		return nil, err
+	}
 	auditLog, ok := st.(store.AuditLog)
 	if !ok {
 		return nil, fmt.Errorf("store %s keeps no audit log", cfg.Store)
 	}
-	a.recorder = audit.NewRecorder(auditLog, audit.Options{Logger: log, Observer: "Schakelpunt " + cfg.Listen})
+	if a.detector, err = startDetection(cfg.Detection, st, reg, log); err != nil {
+		return nil, err
+	}
+	a.recorder = audit.NewRecorder(auditLog, audit.Options{Logger: log, Observer: "Schakelpunt " + cfg.Listen, OnRecorded: onRecorded(a.detector)})
 	handler, err := routing.New(routing.Config{
 		Store:      metrics.InstrumentStore(st),
 		Codec:      codec,
@@ -180,6 +215,11 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (_
 	go audit.Retention{Log: auditLog, Recorder: a.recorder, Keep: cfg.Audit.Retention, Every: cfg.Audit.RetentionInterval, Logger: log}.Run(jobs)
 	go func() { a.served <- a.public.Serve(tls.NewListener(a.publicLn, tlsConf)) }()
 	go func() { a.served <- a.admin.Serve(a.adminLn) }()
+	if a.demo != nil {
+		if err := a.seedDemo(ctx, a.localBase()); err != nil {
+			return nil, err
+		}
+	}
 	if a.pkiDir != "" {
 		a.printDevNotes(out)
 	}
@@ -226,10 +266,14 @@ func (a *app) shutdown() error {
 		}
 	}
 	a.stopJobs()
+	if a.demo != nil {
+		a.demo.close()
+	}
 	a.engine.Close()
 	if err := a.recorder.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("audit: %w", err))
 	}
+	a.detector.Close()
 	if err := a.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("store: %w", err))
 	}
@@ -238,14 +282,26 @@ func (a *app) shutdown() error {
 }
 
 func (a *app) closeAll() {
+	for _, srv := range []*http.Server{a.public, a.admin, a.patient} {
+		if srv != nil {
+			srv.Close()
+		}
+	}
 	for _, ln := range []net.Listener{a.publicLn, a.adminLn, a.patientLn} {
 		if ln != nil {
 			ln.Close()
 		}
 	}
+	if a.stopJobs != nil {
+		a.stopJobs()
+	}
+	if a.demo != nil {
+		a.demo.close()
+	}
 	if a.recorder != nil {
 		a.recorder.Close()
 	}
+	a.detector.Close()
 	if a.store != nil {
 		a.store.Close()
 	}
@@ -274,13 +330,15 @@ func hasSupervisor(cfg *Config, ura string) bool {
 }
 
 // printDevNotes tells a newcomer where the development certificates are
-// and gives commands that work as printed.
+// and gives commands that work as printed (with --demo, one per demo
+// role and outcome).
 func (a *app) printDevNotes(out io.Writer) {
 	dir := a.pkiDir
-	base := "https://" + a.PublicAddr() + routing.BasePath
+	base := a.localBase()
 	curl := func(role, path string) string {
-		return fmt.Sprintf("curl --cacert %s --cert %s --key %s '%s%s'",
-			filepath.Join(dir, "ca.crt"), filepath.Join(dir, "clients", role+".crt"), filepath.Join(dir, "clients", role+".key"), base, path)
+		return fmt.Sprintf("curl -sS --cacert %s --cert %s --key %s -w '\\nHTTP %%{http_code}\\n' %s",
+			shellQuote(filepath.Join(dir, "ca.crt")), shellQuote(filepath.Join(dir, "clients", role+".crt")),
+			shellQuote(filepath.Join(dir, "clients", role+".key")), shellQuote(base+path))
 	}
 	fmt.Fprintf(out, `
 Schakelpunt is running with a DEVELOPMENT CA (%s): not for production.
@@ -289,12 +347,24 @@ Client certificates for the demo roles are in %s:
 	for _, c := range demoClients {
 		fmt.Fprintf(out, "  %-16s card %s, URA %s, role %s\n", c.file, c.req.CardType, c.req.URA, roleOf(c.req))
 	}
-	fmt.Fprintf(out, `
-Try (the capability statement, then the access log as the supervisor):
+	fmt.Fprintln(out)
+	if a.demo != nil {
+		a.printDemoNotes(out, curl)
+		return
+	}
+	fmt.Fprintf(out, `Try (the capability statement, then the access log as the supervisor):
   %s
   %s
 
 `, curl("huisarts", "/metadata"), curl("toezichthouder", "/AuditEvent?_sort=-date&_count=5"))
+}
+
+// shellQuote quotes s for a POSIX shell, when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func roleOf(req pki.IssueRequest) string {
@@ -307,12 +377,8 @@ func roleOf(req pki.IssueRequest) string {
 // federationEngine builds the federation engine from the configured
 // sources, our client certificate (from configuration, or issued by the
 // development CA) and the CAs we trust as sources.
-func (a *app) federationEngine(metrics *routing.Metrics, policy *access.Policy, validator *profiles.Validator) (*federation.Engine, error) {
+func (a *app) federationEngine(metrics *routing.Metrics, policy *access.Policy, validator *profiles.Validator, registry []federation.Source) (*federation.Engine, error) {
 	cfg := a.cfg
-	var registry []federation.Source
-	for _, s := range cfg.Sources {
-		registry = append(registry, federation.Source{URA: s.URA, Name: s.Name, BaseURL: strings.TrimSuffix(s.BaseURL, "/"), Categories: s.Categories})
-	}
 	var (
 		cert tls.Certificate
 		cas  []*x509.Certificate

@@ -1,0 +1,236 @@
+package detect_test
+
+import (
+	"context"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/schakelpunt/schakelpunt/audit"
+	"github.com/schakelpunt/schakelpunt/audit/detect"
+	"github.com/schakelpunt/schakelpunt/fhir"
+	"github.com/schakelpunt/schakelpunt/store"
+	"github.com/schakelpunt/schakelpunt/store/sqlite"
+)
+
+func mustStore(t testing.TB) *sqlite.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "schakelpunt.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func boolp(b bool) *bool { return &b }
+
+// events is a mix of what the edge records: professionals permitted and
+// denied, a source system, an employee, a patient, the retention job and
+// a client without a certificate.
+func events() []audit.Event {
+	at := base
+	return []audit.Event{
+		{Recorded: at, Interaction: "search-type", Status: 200, PatientBSN: bsns[0], Category: fhir.CategoryMedication, Permit: boolp(true),
+			Agent: &audit.Agent{UZINumber: "11111112", CardType: "Z", Role: "17.075", URA: "90000002", AGB: "06000002", Address: "127.0.0.1"}},
+		{Recorded: at.Add(time.Second), Interaction: "$summary", Status: 403, PatientBSN: bsns[1], Category: fhir.CategoryGPSummary, Permit: boolp(false),
+			Reasons: []string{"no consent"}, Agent: &audit.Agent{UZINumber: "11111113", CardType: "Z", Role: "01.010", URA: "90000111", Address: "127.0.0.1"}},
+		{Recorded: at.Add(2 * time.Second), Interaction: "update", Status: 201, PatientBSN: bsns[2], Permit: boolp(true),
+			Agent: &audit.Agent{UZINumber: "22222222", CardType: "S", Role: "00.000", URA: "90000002"}},
+		{Recorded: at.Add(3 * time.Second), Interaction: "create", Status: 201, PatientBSN: bsns[2], Permit: boolp(true),
+			Agent: &audit.Agent{UZINumber: "11111116", CardType: "N", Role: "00.000", URA: "90000002"}},
+		{Recorded: at.Add(4 * time.Second), Interaction: "search-type", Status: 200, PatientBSN: bsns[3], Agent: &audit.Agent{BSN: bsns[3], Address: "127.0.0.1"}},
+		{Recorded: at.Add(5 * time.Second), Interaction: "retention", Status: 200, Agent: &audit.Agent{System: "retention"}},
+		{Recorded: at.Add(6 * time.Second), Interaction: "unknown", Status: 403, Agent: &audit.Agent{Address: "192.0.2.7"}},
+		{Recorded: at.Add(7 * time.Second), Interaction: "capabilities", Status: 200},
+	}
+}
+
+// TestHookSeesWhatIsStored: the Recorder's hook is called after each
+// batch is stored, in chain order, and the observation of each event it
+// hands over is the observation of the AuditEvent in the store.
+func TestHookSeesWhatIsStored(t *testing.T) {
+	st := mustStore(t)
+	var (
+		mu   sync.Mutex
+		seen []audit.Event
+	)
+	rec := audit.NewRecorder(st, audit.Options{OnRecorded: func(evs []audit.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		// Every event handed over is already in the store.
+		for _, ev := range evs {
+			if _, err := st.Read(context.Background(), "AuditEvent", ev.ID); err != nil {
+				t.Errorf("hook called before AuditEvent/%s is stored: %v", ev.ID, err)
+			}
+		}
+		seen = append(seen, evs...)
+	}})
+	for _, ev := range events() {
+		if _, err := rec.Record(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.Close()
+	stored, err := st.ScanAudit(context.Background(), 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != len(seen) || len(seen) != len(events()) {
+		t.Fatalf("%d stored, %d seen by the hook, %d recorded", len(stored), len(seen), len(events()))
+	}
+	for i, e := range stored {
+		want := detect.FromEvent(&seen[i])
+		got, err := detect.ParseAuditEvent(e.Resource.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got.At.Equal(want.At) {
+			t.Errorf("event %d: stored at %v, hooked at %v", i, got.At, want.At)
+		}
+		got.At, want.At = time.Time{}, time.Time{}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("event %d (%s):\nstored %+v\nhooked %+v", i, e.Resource.ID, got, want)
+		}
+	}
+}
+
+// TestHookNotCalledOnFailure: a batch that is not stored is not examined.
+func TestHookNotCalledOnFailure(t *testing.T) {
+	st := mustStore(t)
+	var calls atomic.Int32
+	rec := audit.NewRecorder(failingLog{st}, audit.Options{OnRecorded: func([]audit.Event) { calls.Add(1) }})
+	defer rec.Close()
+	if _, err := rec.Record(context.Background(), events()[0]); err == nil {
+		t.Fatal("a failing log acknowledged an event")
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("hook called %d times for a batch not stored", n)
+	}
+}
+
+type failingLog struct{ store.AuditLog }
+
+func (failingLog) AppendAudit(context.Context, []store.AuditRecord) error {
+	return context.DeadlineExceeded
+}
+
+// blockingStore holds every Create until released.
+type blockingStore struct {
+	detect.FlagStore
+	release chan struct{}
+	created atomic.Int32
+}
+
+func (b *blockingStore) Create(ctx context.Context, w store.Write) (store.Resource, error) {
+	<-b.release
+	b.created.Add(1)
+	return b.FlagStore.Create(ctx, w)
+}
+
+// TestRunnerNeverBlocksTheWriter: with the detector stuck on a slow
+// store, Offer returns at once and counts what it drops; every event is
+// either examined or counted as dropped.
+func TestRunnerNeverBlocksTheWriter(t *testing.T) {
+	rules := only(func(r *detect.Rules) { r.DenialBurst.Count, r.DenialBurst.Window = 1, time.Minute })
+	d, err := detect.New(rules, detect.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := &blockingStore{FlagStore: mustStore(t), release: make(chan struct{})}
+	var hits, dropped atomic.Int32
+	r := detect.Start(d, detect.RunnerOptions{Store: bs, Queue: 4,
+		OnHit: func(rule string) {
+			if rule == detect.RuleDenialBurst {
+				hits.Add(1)
+			}
+		},
+		OnDropped: func(n int) { dropped.Add(int32(n)) }})
+	const n = 100
+	batch := make([]audit.Event, n)
+	for i := range batch {
+		batch[i] = audit.Event{ID: "e" + string(rune('A'+i%26)) + string(rune('a'+i/26)), Recorded: base.Add(time.Duration(i) * 2 * time.Minute),
+			Status: 403, Permit: boolp(false), PatientBSN: bsns[0], Category: fhir.CategoryMedication,
+			Agent: &audit.Agent{UZINumber: "11111114", CardType: "Z", Role: "04.000", URA: "90000111"}}
+	}
+	done := make(chan struct{})
+	go func() {
+		for i := 0; i < n; i += 10 {
+			r.Offer(batch[i : i+10])
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Offer blocked on a stuck detector")
+	}
+	if dropped.Load() == 0 {
+		t.Fatal("nothing dropped with a queue of 4 and a stuck detector")
+	}
+	close(bs.release)
+	r.Close()
+	if h, dr := hits.Load(), dropped.Load(); h+dr != n || int(bs.created.Load()) != int(h) {
+		t.Fatalf("%d examined (hits) + %d dropped != %d, or %d Flags stored", h, dr, n, bs.created.Load())
+	}
+}
+
+// TestFlagsAreValidR4: the stored Flags parse as FHIR R4 and carry what
+// the supervisor needs.
+func TestFlagsAreValidR4(t *testing.T) {
+	st := mustStore(t)
+	codec, err := fhir.NewCodec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hits := []detect.Hit{
+		{Rule: detect.RuleDistinctPatients, At: base, Since: base.Add(-time.Minute), Subject: detect.Subject{Type: "Practitioner", System: fhir.SystemUZIPerson, Value: "11111111"}, URAs: []string{"90000001"}, Evidence: []string{"a1", "a2"}, Text: "many"},
+		{Rule: detect.RuleUnusualHour, At: base, Subject: detect.Subject{Type: "Organization", System: fhir.SystemURA, Value: "90000001"}, URAs: []string{"90000001"}, Evidence: []string{"a3"}},
+		{Rule: detect.RuleManyOrganisations, At: base, Subject: detect.Subject{Type: "Patient", System: fhir.SystemBSN, Value: bsns[0]}, URAs: []string{"90000001", "90000002", "90000111"}, Evidence: []string{"a4", "a5", "a6"}},
+	}
+	for i, h := range hits {
+		w, err := detect.FlagWrite(h, "flag-"+h.Rule)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Create(context.Background(), w); err != nil {
+			t.Fatal(err)
+		}
+		res, err := st.Read(context.Background(), "Flag", w.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := codec.Parse(res.Body, "Flag"); err != nil {
+			t.Errorf("hit %d: not a valid R4 Flag: %v\n%s", i, err, res.Body)
+		}
+		f, err := detect.ParseFlag(res.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Rule != h.Rule || !reflect.DeepEqual(f.Evidence, h.Evidence) || !reflect.DeepEqual(f.URAs, h.URAs) || !f.At.Equal(h.At) {
+			t.Errorf("hit %d read back as %+v", i, f)
+		}
+	}
+	// Searchable by rule, by subject and by patient.
+	for _, c := range []struct {
+		clause fhir.Clause
+		want   int
+	}{
+		{fhir.Clause{Param: "code", Strings: []string{fhir.TermSystemCode("code", detect.SystemRule, detect.RuleUnusualHour)}}, 1},
+		{fhir.Clause{Param: "subject", Strings: []string{fhir.TermRefIdentifier("subject", fhir.SystemUZIPerson, "11111111")}}, 1},
+		{fhir.Clause{Param: "patient", Strings: []string{fhir.TermRefIdentifier("patient", fhir.SystemBSN, bsns[0])}}, 1},
+		{fhir.Clause{Param: "patient", Strings: []string{fhir.TermRefIdentifier("patient", "", "11111111")}}, 0},
+		{fhir.Clause{Param: "status", Strings: []string{fhir.TermCode("status", "active")}}, 3},
+	} {
+		page, err := st.Search(context.Background(), store.Query{Type: "Flag", Clauses: []fhir.Clause{c.clause}, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Resources) != c.want {
+			t.Errorf("%s %v: %d Flags, want %d", c.clause.Param, c.clause.Strings, len(page.Resources), c.want)
+		}
+	}
+}

@@ -1,0 +1,202 @@
+package fhir
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"unicode/utf8"
+)
+
+// WithMeta rewrites the top level of a resource's JSON: resourceType first,
+// then id and meta (versionId and lastUpdated set, other meta elements
+// kept), then the other members in their original order, byte for byte.
+//
+// It runs on every write, in the store's single writer, so it does not
+// decode values: it checks the document once (json.Valid) and then only
+// splits the top level (and meta) into members by their byte spans.
+func WithMeta(raw []byte, m Meta) ([]byte, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' || !json.Valid(raw) {
+		return nil, Errorf(KindInvalid, "structure", "resource is not a JSON object")
+	}
+	members, err := splitObject(raw)
+	if err != nil {
+		return nil, err
+	}
+	var rt []byte
+	var metaMembers []member // of every "meta" object, in order
+	for _, mb := range members {
+		switch mb.key {
+		case "resourceType":
+			rt = mb.val
+		case "meta":
+			if mb.val[0] == '{' {
+				mm, err := splitObject(mb.val)
+				if err != nil {
+					return nil, err
+				}
+				metaMembers = append(metaMembers, mm...)
+			}
+		}
+	}
+	if rt == nil {
+		return nil, Errorf(KindInvalid, "structure", "resource has no resourceType").At("resourceType")
+	}
+	var b bytes.Buffer
+	b.Grow(len(raw) + 96)
+	b.WriteString(`{"resourceType":`)
+	b.Write(rt)
+	b.WriteString(`,"id":`)
+	b.Write(jsonString(m.ID))
+	b.WriteString(`,"meta":{"versionId":"`)
+	b.WriteString(strconv.FormatInt(m.VersionID, 10))
+	b.WriteString(`","lastUpdated":"`)
+	b.WriteString(FormatInstant(m.LastUpdated))
+	b.WriteByte('"')
+	for _, mm := range unique(metaMembers) {
+		if mm.key == "versionId" || mm.key == "lastUpdated" {
+			continue
+		}
+		writeMember(&b, mm)
+	}
+	b.WriteByte('}')
+	for _, mb := range members {
+		switch mb.key {
+		case "resourceType", "id", "meta":
+			continue
+		}
+		writeMember(&b, mb)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// member is one member of a JSON object: its key, unescaped, and the
+// bytes of its value.
+type member struct {
+	key string
+	val []byte
+}
+
+func writeMember(b *bytes.Buffer, mb member) {
+	b.WriteByte(',')
+	if plainKey(mb.key) {
+		b.WriteByte('"')
+		b.WriteString(mb.key)
+		b.WriteByte('"')
+	} else {
+		b.Write(jsonString(mb.key))
+	}
+	b.WriteByte(':')
+	b.Write(mb.val)
+}
+
+// plainKey reports whether key needs no escaping in JSON (FHIR element
+// names never do).
+func plainKey(key string) bool {
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// unique keeps, of members with the same key, the last value at the
+// place of the first (what decoding into a map and keeping the first
+// key order gives).
+func unique(ms []member) []member {
+	at := make(map[string]int, len(ms))
+	out := ms[:0:0]
+	for _, m := range ms {
+		if i, ok := at[m.key]; ok {
+			out[i].val = m.val
+			continue
+		}
+		at[m.key] = len(out)
+		out = append(out, m)
+	}
+	return out
+}
+
+// splitObject splits a valid JSON object (checked with json.Valid by the
+// caller) into its members.
+func splitObject(obj []byte) ([]member, error) {
+	ms := make([]member, 0, 16)
+	i := skipSpace(obj, 1)
+	for i < len(obj) && obj[i] != '}' {
+		if obj[i] == ',' {
+			i = skipSpace(obj, i+1)
+			continue
+		}
+		end := skipString(obj, i)
+		key, err := unquote(obj[i:end])
+		if err != nil {
+			return nil, Errorf(KindInvalid, "structure", "malformed JSON object").Wrap(err)
+		}
+		i = skipSpace(obj, end)
+		i = skipSpace(obj, i+1) // the colon
+		vend := skipValue(obj, i)
+		ms = append(ms, member{key: key, val: obj[i:vend]})
+		i = skipSpace(obj, vend)
+	}
+	return ms, nil
+}
+
+func unquote(s []byte) (string, error) {
+	if bytes.IndexByte(s, '\\') < 0 && utf8.Valid(s) {
+		return string(s[1 : len(s)-1]), nil
+	}
+	var k string
+	err := json.Unmarshal(s, &k)
+	return k, err
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string starting at b[i] ('"').
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(b)
+}
+
+// skipValue returns the index after the value starting at b[i].
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return len(b)
+	default: // number, true, false, null
+		for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
+			i++
+		}
+		return i
+	}
+}
