@@ -81,6 +81,7 @@ const (
 	ScopeAll                          // no restriction from the policy (consent may still apply)
 	ScopeOwnOrganisation              // only resources of the principal's URA: check with RequireOwnOrganisation
 	ScopeOwnEvents                    // only AuditEvents whose agent is the principal's UZI number
+	ScopeOwnPatient                   // only resources about the patient's own BSN (a patient acting for themselves)
 )
 
 func (s Scope) String() string {
@@ -91,6 +92,8 @@ func (s Scope) String() string {
 		return "own organisation"
 	case ScopeOwnEvents:
 		return "own events"
+	case ScopeOwnPatient:
+		return "own patient data"
 	}
 	return "none"
 }

@@ -29,7 +29,7 @@ type heldWriter struct {
 func (w *heldWriter) Header() http.Header { return w.header }
 
 func (w *heldWriter) WriteHeader(code int) {
-	if w.status == 0 {
+	if w.status == 0 && code > 0 { // gin's Redirect first sets -1: not a status
 		w.status = code
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/schakelpunt/schakelpunt/access"
 	"github.com/schakelpunt/schakelpunt/fhir"
 	"github.com/schakelpunt/schakelpunt/store"
 )
@@ -80,6 +81,9 @@ func (s *server) parse(c *gin.Context, t string) (*fhir.Resource, error) {
 	if err := ownOrganisation(c, t, terms); err != nil {
 		return nil, err
 	}
+	if err := ownPatient(c, t, terms, res.Doc); err != nil {
+		return nil, err
+	}
 	return res, nil
 }
 
@@ -123,7 +127,7 @@ func (s *server) respond(c *gin.Context, status int, r store.Resource, withLocat
 	case "OperationOutcome":
 		s.write(c, status, fhir.OperationOutcome(fhir.Issue{Severity: "information", Code: "informational", Diagnostics: r.Type + "/" + r.ID + " version " + strconv.FormatInt(r.Version, 10)}))
 	default:
-		s.write(c, status, r.Body)
+		s.write(c, status, s.shown(r))
 	}
 }
 
@@ -441,6 +445,9 @@ func (s *server) writable(c *gin.Context, t, id string) error {
 	switch {
 	case err == nil:
 		if !inScope(c, r) {
+			if decisionOf(c).Scope == access.ScopeOwnPatient {
+				return fhir.Errorf(fhir.KindForbidden, "forbidden", "access denied: the resource is about another patient")
+			}
 			return fhir.Errorf(fhir.KindForbidden, "forbidden", "access denied: the resource is not one of your organisation's")
 		}
 		return nil

@@ -19,6 +19,7 @@ import (
 // touched. The audit middleware turns it into the AuditEvent.
 type trail struct {
 	principal   access.Principal
+	patient     *access.Patient // on the patient listener: the token's patient
 	identified  bool
 	identityErr error
 	decision    *access.Decision
@@ -61,6 +62,9 @@ func (s *server) identify(c *gin.Context) {
 // denial answers 403 and stops the request. For the access log, a
 // principal that may read everything gets ReadAuditAll.
 func (s *server) authorize(action access.Action) gin.HandlerFunc {
+	if s.patients != nil {
+		return s.authorizePatient(action)
+	}
 	return func(c *gin.Context) {
 		t := trailOf(c)
 		a := action
@@ -99,6 +103,11 @@ func scopeClauses(c *gin.Context, typ string) []fhir.Clause {
 	case access.ScopeOwnEvents:
 		sys, _ := agentSystem(t.principal)
 		return []fhir.Clause{{Param: "agent", Strings: []string{fhir.TermRefIdentifier("agent", sys, t.principal.UZINumber)}}}
+	case access.ScopeOwnPatient:
+		if t.patient == nil {
+			return patientClauses(typ, "")
+		}
+		return patientClauses(typ, t.patient.BSN)
 	}
 	return nil
 }
@@ -172,7 +181,12 @@ func organisationOf(terms fhir.Terms) string {
 }
 
 // notePatient records the BSN a resource is about, for the AuditEvent.
+// A patient's own requests are always about their own BSN: another BSN
+// they name must not appear in (and so be readable from) the log.
 func notePatient(c *gin.Context, typ string, terms fhir.Terms) {
+	if trailOf(c).patient != nil {
+		return
+	}
 	param := "patient"
 	if typ == "Patient" {
 		param = "identifier"
@@ -193,6 +207,9 @@ func notePatient(c *gin.Context, typ string, terms fhir.Terms) {
 
 // notePatientInQuery records a BSN named in search parameters.
 func notePatientInQuery(c *gin.Context, params []fhir.Param) {
+	if trailOf(c).patient != nil {
+		return
+	}
 	for _, p := range params {
 		for _, v := range strings.Split(p.Value, ",") {
 			if bsn, ok := strings.CutPrefix(v, fhir.SystemBSN+"|"); ok {
@@ -208,6 +225,9 @@ func agentOf(c *gin.Context) *audit.Agent {
 	t := trailOf(c)
 	if !t.identified {
 		return &audit.Agent{Address: clientIP(c.Request)}
+	}
+	if t.patient != nil {
+		return &audit.Agent{BSN: t.patient.BSN, Address: clientIP(c.Request)}
 	}
 	p := t.principal
 	return &audit.Agent{UZINumber: p.UZINumber, CardType: string(p.CardType), Role: p.Role, URA: p.URA, AGB: p.AGB, Name: p.Subject, Address: clientIP(c.Request)}

@@ -40,6 +40,11 @@ type harness struct {
 	audit   *faultyAudit
 	clients map[string]*http.Client
 	client  *http.Client
+	// What a second listener on the same store needs (patient_test.go).
+	rec       *audit.Recorder
+	codec     *fhir.Codec
+	validator *profiles.Validator
+	ca        *pki.CA
 }
 
 // roles are the test identities (DESIGN.md section 1).
@@ -118,7 +123,7 @@ func mustServeWith(tb testing.TB, with func(*Config)) *harness {
 	srv := httptest.NewUnstartedServer(h)
 	srv.TLS = tlsConf
 	srv.StartTLS()
-	hs := &harness{srv: srv, st: st, audit: fa, clients: map[string]*http.Client{}}
+	hs := &harness{srv: srv, st: st, audit: fa, clients: map[string]*http.Client{}, rec: rec, codec: codec, validator: validator, ca: ca}
 	for name, req := range roles {
 		conf := mtls.NewClientConfig(mustCert(tb, ca, req), []*x509.Certificate{ca.Cert})
 		hs.clients[name] = &http.Client{Transport: &http.Transport{TLSClientConfig: conf, MaxIdleConnsPerHost: 32}}

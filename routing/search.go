@@ -111,7 +111,7 @@ func (s *server) runSearch(c *gin.Context, p *page) {
 		base := s.baseURL(c)
 		for _, r := range res.Resources {
 			noteResource(c, r)
-			body := r.Body
+			body := s.shown(r)
 			if len(sr.Elements) > 0 {
 				body = elements(body, sr.Elements)
 			}
@@ -246,7 +246,7 @@ func (s *server) runHistory(c *gin.Context, p *page) {
 			method, status = http.MethodPost, "201 Created"
 		}
 		if !r.Deleted {
-			e.Resource = r.Body
+			e.Resource = s.shown(r)
 		}
 		url := r.Type + "/" + r.ID
 		if method == http.MethodPost {
@@ -291,7 +291,7 @@ func (s *server) streamSearch(c *gin.Context, sr *fhir.Search) {
 		page := first
 		for {
 			for _, r := range page.Resources {
-				if _, err := w.Write(r.Body); err != nil {
+				if _, err := w.Write(s.shown(r)); err != nil {
 					return err
 				}
 				if _, err := w.Write([]byte{'\n'}); err != nil {

@@ -88,6 +88,9 @@ type server struct {
 	pages     *pageStore
 	started   time.Time
 	condLocks *keyedMutex
+	// patients verifies bearer tokens on the patient listener; nil on the
+	// public listener, which never looks at a bearer token.
+	patients PatientVerifier
 }
 
 const keyInteraction = "interaction"
@@ -256,9 +259,13 @@ func (s *server) baseURL(c *gin.Context) string {
 }
 
 // requester identifies who asks, for binding paging state to them: the
-// client certificate's fingerprint. (The identity issue adds the UZI
-// principal; pages stay bound to the certificate.)
+// client certificate's fingerprint, or on the patient listener a digest
+// of the patient's BSN.
 func requester(c *gin.Context) string {
+	if p := trailOf(c).patient; p != nil {
+		sum := sha256.Sum256([]byte("patient|" + p.BSN))
+		return "patient:" + hex.EncodeToString(sum[:])
+	}
 	if tls := c.Request.TLS; tls != nil && len(tls.PeerCertificates) > 0 {
 		sum := sha256.Sum256(tls.PeerCertificates[0].Raw)
 		return hex.EncodeToString(sum[:])

@@ -35,6 +35,7 @@ type Config struct {
 	Policy          PolicyConfig     `yaml:"policy"`
 	Audit           AuditConfig      `yaml:"audit"`
 	Federation      FederationConfig `yaml:"federation"`
+	Patient         PatientConfig    `yaml:"patient"`
 	// Sources are the source systems (YAML only: a list).
 	Sources []SourceConfig `yaml:"sources"`
 	// Supervisors may read the whole access log (YAML only: a list).
@@ -65,6 +66,15 @@ type FederationConfig struct {
 	SourceCA         []string      `yaml:"source_ca"`
 	PerSourceTimeout time.Duration `yaml:"per_source_timeout"`
 	Deadline         time.Duration `yaml:"deadline"`
+}
+
+// PatientConfig names the issuer of patient tokens (OIDC/JWT) that the
+// patient listener trusts. Without an issuer, serve creates and trusts a
+// development issuer under DATA/patient-issuer.
+type PatientConfig struct {
+	Issuer   string `yaml:"issuer"`
+	Audience string `yaml:"audience"`
+	JWKS     string `yaml:"jwks"`
 }
 
 // SourceConfig is one source system (DESIGN.md section 8).
@@ -116,6 +126,7 @@ type setting struct {
 var settings = []setting{
 	{"listen", "127.0.0.1:8443", "public listener (mutual TLS): professionals and source systems", func(c *Config) any { return &c.Listen }},
 	{"admin_listen", "127.0.0.1:8081", "admin listener (plain HTTP, keep it on loopback): /health, /ready, /metrics", func(c *Config) any { return &c.AdminListen }},
+	{"patient_listen", "127.0.0.1:8444", "patient listener (TLS, bearer tokens, no client certificate): /portal and the patient's FHIR API; empty: off", func(c *Config) any { return &c.PatientListen }},
 	{"data_dir", "./data", "data directory: the embedded database and the development PKI", func(c *Config) any { return &c.DataDir }},
 	{"store", "embedded", "store: embedded (SQLite in the data directory) or mongodb", func(c *Config) any { return &c.Store }},
 	{"mongodb_uri", "", "MongoDB connection string (with store mongodb)", func(c *Config) any { return &c.MongoDBURI }},
@@ -136,6 +147,9 @@ var settings = []setting{
 	{"federation.source_ca", "", "CA certificates a source's server certificate must chain to (comma-separated files)", func(c *Config) any { return &c.Federation.SourceCA }},
 	{"federation.per_source_timeout", "3s", "how long one source may take to answer", func(c *Config) any { return &c.Federation.PerSourceTimeout }},
 	{"federation.deadline", "5s", "how long a federated query may take in all", func(c *Config) any { return &c.Federation.Deadline }},
+	{"patient.issuer", "", "issuer (iss) of patient tokens; empty: a development issuer under DATA/patient-issuer (see patient-token)", func(c *Config) any { return &c.Patient.Issuer }},
+	{"patient.audience", "", "audience (aud) patient tokens must carry (required with patient.issuer)", func(c *Config) any { return &c.Patient.Audience }},
+	{"patient.jwks", "", "the issuer's keys: a JWKS file or https URL, fetched with a timeout and refreshed (required with patient.issuer)", func(c *Config) any { return &c.Patient.JWKS }},
 	{"policy.gp_summary_roles", "", "role codes (x for any digit) admitted to the GP summary beyond 01.015 and 01.004, e.g. 01.047", func(c *Config) any { return &c.Policy.GPSummaryRoles }},
 	{"policy.medication_roles", "", "role codes admitted to medication beyond the defaults", func(c *Config) any { return &c.Policy.MedicationRoles }},
 }
@@ -287,6 +301,11 @@ func (c *Config) check() error {
 	if c.Demo && (c.TLS.Cert != "" || c.Federation.ClientCert != "") {
 		return errors.New("config: demo runs its sources on the development PKI under DATA/pki: " +
 			"leave tls.cert and federation.client_cert unset with --demo, or run without --demo")
+	}
+	if p := c.Patient; p.Issuer != "" && (p.Audience == "" || p.JWKS == "") {
+		return errors.New("config: patient.issuer needs patient.audience and patient.jwks")
+	} else if p.Issuer == "" && (p.Audience != "" || p.JWKS != "") {
+		return errors.New("config: patient.audience and patient.jwks need patient.issuer")
 	}
 	if c.DataDir == "" {
 		return errors.New("config: data_dir is empty")

@@ -283,7 +283,7 @@ func (s *syncBuffer) String() string {
 func startServe(t *testing.T, bin, dataDir, cfgFile string) *served {
 	t.Helper()
 	cmd := exec.Command(bin, "serve", "--config", cfgFile, "--data-dir", dataDir,
-		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--patient-listen", "127.0.0.1:0")
 	cmd.Env = cleanEnv()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

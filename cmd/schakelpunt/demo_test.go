@@ -316,7 +316,7 @@ func medicationFrom(uras ...string) func(*testing.T, []byte, map[string]string) 
 // duplicates no registration or consent.
 func TestDemoAsNewUser(t *testing.T) {
 	dir := t.TempDir()
-	args := []string{"--demo", "--data-dir", dir, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}
+	args := []string{"--demo", "--data-dir", dir, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--patient-listen", "127.0.0.1:0"}
 	s := mustServeInProcess(t, args...)
 	notes := s.out.String()
 	sources := demoSourceURLs(t, notes)

@@ -74,7 +74,7 @@ func TestAbuseDetectionEndToEnd(t *testing.T) {
 	}
 	brug := startDemoSource(t, dir, source.DemoPharmacy1, "bron-apotheek-1")
 	cfg, err := loadConfig([]string{"--config", filepath.Join("testdata", "detection.yaml"),
-		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", dir, "--log-level", "warn"}, func(string) string { return "" })
+		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--patient-listen", "127.0.0.1:0", "--data-dir", dir, "--log-level", "warn"}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func TestFederatedMedication(t *testing.T) {
 	brug := startDemoSource(t, dir, source.DemoPharmacy1, "bron-apotheek-1")
 	kruis := startDemoSource(t, dir, source.DemoPharmacy2, "bron-apotheek-2")
 
-	cfg, err := loadConfig([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", dir, "--log-level", "warn"}, func(string) string { return "" })
+	cfg, err := loadConfig([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--patient-listen", "127.0.0.1:0", "--data-dir", dir, "--log-level", "warn"}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,8 @@ var owners = map[string]string{
 	"modernc.org/sqlite":                    "store/sqlite",
 	"github.com/google/fhir/go":             "fhir",
 	"gopkg.in/yaml.v3":                      "cmd/schakelpunt",
+	"github.com/golang-jwt/jwt":             "access/patienttoken",
+	"github.com/chromedp":                   "cmd/schakelpunt",
 }
 
 func rank(folder string) int {

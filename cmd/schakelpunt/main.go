@@ -54,6 +54,7 @@ commands:
   source    a reference source FHIR server (a GP or pharmacy system) over mutual TLS
   audit     verify the access log's hash chain (audit verify), or report on a month (audit report)
   validate  validate FHIR JSON files against the base spec and our profiles
+  patient-token  print a patient token of the development issuer (--data-dir DIR --bsn BSN [--ttl 1h])
   version   print the version
 
 Run 'schakelpunt <command> -h' for a command's flags.
@@ -75,6 +76,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return validateCommand(ctx, args[1:], stdout, stderr)
 	case "audit":
 		return auditCommand(ctx, args[1:], stdout, stderr, getenv)
+	case "patient-token":
+		return patientTokenCommand(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "schakelpunt", version)
 		return nil

@@ -84,6 +84,7 @@ type app struct {
 	detector *detect.Runner
 	stopJobs context.CancelFunc
 	engine   *federation.Engine
+	patientListener
 
 	validator *profiles.Validator
 	started   Config     // the configuration as loaded, to tell what a reload cannot change
@@ -102,7 +103,7 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (_
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	a := &app{log: log, cfg: cfg, served: make(chan error, 2), started: *cfg}
+	a := &app{log: log, cfg: cfg, served: make(chan error, 3), started: *cfg}
 	defer func() {
 		if err != nil {
 			a.closeAll()
@@ -205,6 +206,10 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (_
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          errLog,
 	}
+	if err := a.startPatient(ctx, routing.PatientConfig{Store: metrics.InstrumentStore(st), Codec: codec, Logger: log, Metrics: metrics,
+		Audit: a.recorder, Validator: validator, MaxBody: cfg.MaxBodyBytes}, tlsConf); err != nil {
+		return nil, err
+	}
 	jobs, stopJobs := context.WithCancel(context.Background())
 	a.stopJobs = stopJobs
 	go audit.Retention{Log: auditLog, Recorder: a.recorder, Keep: cfg.Audit.Retention, Every: cfg.Audit.RetentionInterval, Logger: log}.Run(jobs)
@@ -218,6 +223,7 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (_
 	if a.pkiDir != "" {
 		a.printDevNotes(out)
 	}
+	a.printPatientNotes(out)
 	log.Info("schakelpunt serving",
 		slog.String("fhir", "https://"+a.PublicAddr()+routing.BasePath),
 		slog.String("admin", "http://"+a.AdminAddr()),
@@ -254,6 +260,11 @@ func (a *app) shutdown() error {
 	if err := a.admin.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("admin listener: %w", err))
 	}
+	if a.patient != nil {
+		if err := a.patient.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("patient listener: %w", err))
+		}
+	}
 	a.stopJobs()
 	if a.demo != nil {
 		a.demo.close()
@@ -271,12 +282,12 @@ func (a *app) shutdown() error {
 }
 
 func (a *app) closeAll() {
-	for _, srv := range []*http.Server{a.public, a.admin} {
+	for _, srv := range []*http.Server{a.public, a.admin, a.patient} {
 		if srv != nil {
 			srv.Close()
 		}
 	}
-	for _, ln := range []net.Listener{a.publicLn, a.adminLn} {
+	for _, ln := range []net.Listener{a.publicLn, a.adminLn, a.patientLn} {
 		if ln != nil {
 			ln.Close()
 		}

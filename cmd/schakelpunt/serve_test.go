@@ -25,7 +25,7 @@ import (
 func mustRunMain(tb testing.TB, dataDir string) *app {
 	tb.Helper()
 	cfg, err := loadConfig([]string{
-		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--patient-listen", "127.0.0.1:0",
 		"--data-dir", dataDir, "--log-level", "warn",
 	}, func(string) string { return "" })
 	if err != nil {
