@@ -71,7 +71,7 @@ func NewPatient(cfg PatientConfig) (http.Handler, error) {
 		s.newID = newID
 	}
 	s.started = s.now()
-	s.pages = newPageStore(10*time.Minute, 100_000, s.now)
+	s.pages = newPageStore(10*time.Minute, 100_000, heldTTL, maxHeldBytes, s.now)
 
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()

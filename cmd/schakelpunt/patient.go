@@ -107,11 +107,17 @@ func (a *app) printPatientNotes(out io.Writer) {
 	if a.patient == nil || a.cfg.Patient.Issuer != "" {
 		return
 	}
+	// A BSN is printed only for the demo's fixture patients: the notes
+	// share their stream with the log, which never names a patient.
+	bsn := "<BSN>"
+	if a.cfg.Demo {
+		bsn = "999911120"
+	}
 	fmt.Fprintf(out, `Patients (DEVELOPMENT issuer in %s): make a token and paste it at the portal:
-  schakelpunt patient-token --data-dir %s --bsn 999911120
+  go run ./cmd/schakelpunt patient-token --data-dir %s --bsn %s
   https://%s/portal/
 
-`, patientIssuerDir(a.cfg.DataDir), a.cfg.DataDir, a.PatientAddr())
+`, patientIssuerDir(a.cfg.DataDir), a.cfg.DataDir, bsn, a.PatientAddr())
 }
 
 // PatientAddr is the patient listener's bound address ("" when off).
