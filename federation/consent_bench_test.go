@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -115,27 +116,13 @@ func benchWrite(typ, id, body string) store.Write {
 // benchDB returns the path of the benchmark's database, built once
 // through the store's ordinary Create (the rows the write path makes)
 // and kept under the user's cache directory. Its name carries a hash of
-// a sample of what the generator writes (bodies and terms) and
-// benchDataVersion, so that a change of either builds it again; older
-// ones are removed.
+// a sample of what the generator writes (bodies and terms), of
+// benchDataVersion and of the embedded store's schema, so that a change
+// of any of them builds it again; older ones are removed.
 func benchDB(b *testing.B, bsns []string) string {
 	b.Helper()
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		b.Skip("no cache directory:", err)
-	}
-	dir := filepath.Join(cache, "schakelpunt")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		b.Fatal(err)
-	}
-	h := sha256.New()
-	fmt.Fprintf(h, "v%d n%d\n", benchDataVersion, len(bsns))
-	for _, w := range []store.Write{benchEntry(7, bsns[7], benchSources[1]), benchConsent(7, bsns[7], benchSources[1], false), benchConsent(10, bsns[10], benchSources[2], true)} {
-		ts, _ := json.Marshal(w.Terms)
-		fmt.Fprintf(h, "%s %s %s %s\n", w.Type, w.ID, w.Body, ts)
-	}
-	name := "bench-index-consent-" + hex.EncodeToString(h.Sum(nil)[:6]) + ".db"
-	path := filepath.Join(dir, name)
+	path := benchDBPath(b, bsns)
+	dir := filepath.Dir(path)
 	if _, err := os.Stat(path); err == nil {
 		return path
 	}
@@ -199,6 +186,43 @@ func benchDB(b *testing.B, bsns []string) string {
 	}
 	b.Logf("built in %s", time.Since(start).Round(time.Second))
 	return path
+}
+
+// sqliteSchema is the embedded store's schema as its source declares it
+// (schemaVersion and the schema statements in store/sqlite/sqlite.go), so
+// that a database built by an older schema is not reused.
+func sqliteSchema(tb testing.TB) string {
+	src, err := os.ReadFile(filepath.Join("..", "store", "sqlite", "sqlite.go"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	text := string(src)
+	version, _, ok1 := strings.Cut(text[strings.Index(text, "const schemaVersion"):], "\n")
+	_, schema, ok2 := strings.Cut(text, "\nvar schema = []string{")
+	schema, _, ok3 := strings.Cut(schema, "\n}\n")
+	if !strings.Contains(text, "const schemaVersion") || !ok1 || !ok2 || !ok3 {
+		return text // not found where it was: any change of the file builds again
+	}
+	return version + schema
+}
+
+// benchDBPath is where benchDB keeps the database for bsns.
+func benchDBPath(tb testing.TB, bsns []string) string {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		tb.Skip("no cache directory:", err)
+	}
+	dir := filepath.Join(cache, "schakelpunt")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "v%d n%d\n%s\n", benchDataVersion, len(bsns), sqliteSchema(tb))
+	for _, w := range []store.Write{benchEntry(7, bsns[7], benchSources[1]), benchConsent(7, bsns[7], benchSources[1], false), benchConsent(10, bsns[10], benchSources[2], true)} {
+		ts, _ := json.Marshal(w.Terms)
+		fmt.Fprintf(h, "%s %s %s %s\n", w.Type, w.ID, w.Body, ts)
+	}
+	return filepath.Join(dir, "bench-index-consent-"+hex.EncodeToString(h.Sum(nil)[:6])+".db")
 }
 
 // BenchmarkIndexConsent measures the first half of a federated
