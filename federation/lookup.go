@@ -84,7 +84,8 @@ func (e *Engine) lookup(ctx context.Context, bsn, cat string) ([]target, error) 
 
 // consent splits targets into those the patient's consents permit for
 // the requester and the audit records of those they exclude. One
-// unparsable consent denies everything.
+// unparsable consent denies everything, and so do more consents than one
+// query reads (maxPerPatient).
 func (e *Engine) consent(ctx context.Context, p access.Principal, bsn, category string, ts []target, now time.Time) (permitted []target, excluded []audit.Source, reasons []string, err error) {
 	rs, complete, err := e.searchAll(ctx, store.Query{Type: "Consent", Clauses: []fhir.Clause{{
 		Param: "patient", Strings: []string{fhir.TermRefIdentifier("patient", fhir.SystemBSN, bsn)},
