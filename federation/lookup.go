@@ -39,11 +39,14 @@ type indexEntry struct {
 // lookup finds the sources that registered bsn and provide cat, in
 // registry order.
 func (e *Engine) lookup(ctx context.Context, bsn, cat string) ([]target, error) {
-	rs, err := e.searchAll(ctx, store.Query{Type: "Patient", Clauses: []fhir.Clause{{
+	rs, complete, err := e.searchAll(ctx, store.Query{Type: "Patient", Clauses: []fhir.Clause{{
 		Param: "identifier", Strings: []string{fhir.TermSystemCode("identifier", fhir.SystemBSN, bsn)},
 	}}})
 	if err != nil {
 		return nil, err
+	}
+	if !complete { // fewer sources asked: the consent still decides for each
+		e.cfg.Logger.WarnContext(ctx, "federation: more index entries for one patient than a query reads", "limit", maxPerPatient)
 	}
 	ids := map[string][]string{} // URA → local patient ids
 	for _, r := range rs {
@@ -83,13 +86,22 @@ func (e *Engine) lookup(ctx context.Context, bsn, cat string) ([]target, error) 
 
 // consent splits targets into those the patient's consents permit for
 // the requester and the audit records of those they exclude. One
-// unparsable consent denies everything.
+// unparsable consent denies everything, and so do more consents than one
+// query reads (maxPerPatient).
 func (e *Engine) consent(ctx context.Context, p access.Principal, bsn, category string, ts []target, now time.Time) (permitted []target, excluded []audit.Source, reasons []string, err error) {
-	rs, err := e.searchAll(ctx, store.Query{Type: "Consent", Clauses: []fhir.Clause{{
+	rs, complete, err := e.searchAll(ctx, store.Query{Type: "Consent", Clauses: []fhir.Clause{{
 		Param: "patient", Strings: []string{fhir.TermRefIdentifier("patient", fhir.SystemBSN, bsn)},
 	}}})
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	if !complete {
+		// A consent left unread may be the one that withdraws.
+		reasons = append(reasons, fmt.Sprintf("the patient has more consents than one query reads (%d): denied", maxPerPatient))
+		for _, t := range ts {
+			excluded = append(excluded, notAsked(t, "too many consents"))
+		}
+		return nil, excluded, reasons, errNoPermittedSource
 	}
 	consents := make([]access.Consent, 0, len(rs))
 	for _, r := range rs {
@@ -121,18 +133,25 @@ func notAsked(t target, why string) audit.Source {
 	return audit.Source{URA: t.source.URA, Name: t.source.Name, URL: t.source.BaseURL, Outcome: "not asked: " + why}
 }
 
-// searchAll reads every page of q.
-func (e *Engine) searchAll(ctx context.Context, q store.Query) ([]store.Resource, error) {
+// maxPerPatient bounds how many index entries, and how many consents, of
+// one patient a query reads.
+const maxPerPatient = 1000
+
+// searchAll reads the pages of q, up to maxPerPatient resources; complete
+// is false when there were more.
+func (e *Engine) searchAll(ctx context.Context, q store.Query) (all []store.Resource, complete bool, err error) {
 	q.Limit = 100
-	var all []store.Resource
 	for {
 		page, err := e.cfg.Index.Search(ctx, q)
 		if err != nil {
-			return nil, fmt.Errorf("federation: %s search: %w", q.Type, err)
+			return nil, false, fmt.Errorf("federation: %s search: %w", q.Type, err)
 		}
 		all = append(all, page.Resources...)
-		if page.Next == nil || len(all) >= 1000 {
-			return all, nil
+		if page.Next == nil {
+			return all, true, nil
+		}
+		if len(all) >= maxPerPatient {
+			return all, false, nil
 		}
 		q.After = page.Next
 	}

@@ -23,6 +23,7 @@ var owners = map[string]string{
 	"github.com/gin-gonic/gin":              "routing",
 	"github.com/santhosh-tekuri/jsonschema": "profiles",
 	"go.mongodb.org/mongo-driver":           "store/mongo",
+	"github.com/FerretDB/FerretDB":          "store/mongo/mongotest",
 	"modernc.org/sqlite":                    "store/sqlite",
 	"github.com/google/fhir/go":             "fhir",
 	"gopkg.in/yaml.v3":                      "cmd/schakelpunt",

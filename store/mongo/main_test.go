@@ -1,151 +1,45 @@
 package mongo
 
 import (
-	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/FerretDB/FerretDB/ferretdb"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/schakelpunt/schakelpunt/store/mongo/mongotest"
 )
 
-// uriEnv names a real MongoDB to test against instead of FerretDB.
-const uriEnv = "SCHAKELPUNT_TEST_MONGODB_URI"
-
 // testURI is the server of this test package: FerretDB (SQLite backend),
-// or the MongoDB named by uriEnv.
+// or the MongoDB named by mongotest.URIEnv.
 var testURI string
 
-// TestMain starts one FerretDB for the package, in the test process. Under
-// -race it starts it as a child process built without the race detector
-// (testdata/ferretdb, the same embedded package and configuration): an
-// instrumented FerretDB is about ten times slower and the suite would take
-// most of an hour.
+// TestMain starts one FerretDB for the package (see package mongotest:
+// under -race as a child process without the race detector).
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
 }
 
 func runMain(m *testing.M) int {
-	if uri := os.Getenv(uriEnv); uri != "" {
-		testURI = uri
-		return m.Run()
-	}
-	dir, err := os.MkdirTemp("", "schakelpunt-ferretdb-")
+	srv, err := mongotest.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	start := startEmbedded
-	if raceEnabled {
-		start = startChild
-	}
-	uri, stop, err := start(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ferretdb:", err)
-		return 1
-	}
-	defer stop()
-	testURI = uri
+	defer srv.Stop()
+	testURI = srv.URI
 	return m.Run()
-}
-
-func sqliteURL(dir string) string {
-	// Durability of the test server's files does not matter.
-	return "file:" + dir + "/?_pragma=synchronous(off)"
-}
-
-// startEmbedded runs FerretDB in this process.
-func startEmbedded(dir string) (uri string, stop func(), err error) {
-	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
-		Handler:   "sqlite",
-		SQLiteURL: sqliteURL(dir),
-		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
-	})
-	if err != nil {
-		return "", nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = f.Run(ctx)
-	}()
-	return f.MongoDBURI(), func() { cancel(); <-done }, nil
-}
-
-// startChild builds testdata/ferretdb without -race and runs it; it stops
-// when its stdin closes, also if this process dies.
-func startChild(dir string) (uri string, stop func(), err error) {
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	bin := filepath.Join(dir, "ferretdb")
-	build := exec.Command(goTool, "build", "-o", bin, "./testdata/ferretdb")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		return "", nil, fmt.Errorf("build testdata/ferretdb: %w", err)
-	}
-	cmd := exec.Command(bin, "-dir", dir)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return "", nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", nil, err
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return "", nil, err
-	}
-	stop = func() {
-		_ = stdin.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		stop()
-		return "", nil, fmt.Errorf("read the URI of testdata/ferretdb: %w", err)
-	}
-	return strings.TrimSpace(line), stop, nil
 }
 
 // freshDatabase returns the name of a new database, dropped after the test.
 func freshDatabase(tb testing.TB) string {
 	tb.Helper()
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	name := strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
-			return r
-		}
-		return '_'
-	}, tb.Name())
-	if len(name) > 40 {
-		name = name[len(name)-40:]
-	}
-	name = "sp_" + name + "_" + hex.EncodeToString(b[:])
+	name := mongotest.DatabaseName(tb.Name())
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

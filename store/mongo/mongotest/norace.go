@@ -1,5 +1,5 @@
 //go:build !race
 
-package mongo
+package mongotest
 
 const raceEnabled = false

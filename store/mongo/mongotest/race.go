@@ -1,0 +1,6 @@
+//go:build race
+
+package mongotest
+
+// raceEnabled: FerretDB then runs as a process of its own (see Start).
+const raceEnabled = true
