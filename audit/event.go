@@ -259,7 +259,11 @@ func (e *Event) build() auditEvent {
 	if ae.Action == "" {
 		ae.Action = ActionOf(interaction)
 	}
-	if e.PatientBSN != "" {
+	switch {
+	case e.Agent != nil && e.Agent.BSN != "":
+		// A patient looking at their own data (the patient listener).
+		ae.PurposeOfEvent = []concept{{Coding: []coding{{System: systemActReason, Code: "PATRQT", Display: "patient requested"}}}}
+	case e.PatientBSN != "":
 		ae.PurposeOfEvent = []concept{{Coding: []coding{{System: systemActReason, Code: "TREAT", Display: "treatment"}}}}
 	}
 	ae.Agent = e.agents()

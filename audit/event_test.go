@@ -230,14 +230,19 @@ func checkShape(t *testing.T, tc eventCase, doc map[string]any) {
 		t.Errorf("outcomeDesc %v, want %q", doc["outcomeDesc"], tc.ev.Description)
 	}
 
-	// purposeOfEvent TREAT exactly when a patient is concerned.
+	// purposeOfEvent: PATRQT when patients ask about themselves, else
+	// TREAT exactly when a patient is concerned.
 	purpose := ""
 	for _, p := range list(doc, "purposeOfEvent") {
 		for _, c := range list(p, "coding") {
 			purpose += path(c, "system") + "|" + path(c, "code")
 		}
 	}
-	if want := map[bool]string{true: "http://terminology.hl7.org/CodeSystem/v3-ActReason|TREAT"}[tc.patient != ""]; purpose != want {
+	want := map[bool]string{true: "http://terminology.hl7.org/CodeSystem/v3-ActReason|TREAT"}[tc.patient != ""]
+	if tc.ev.Agent != nil && tc.ev.Agent.BSN != "" {
+		want = "http://terminology.hl7.org/CodeSystem/v3-ActReason|PATRQT"
+	}
+	if purpose != want {
 		t.Errorf("purposeOfEvent %q, want %q", purpose, want)
 	}
 
