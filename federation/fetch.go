@@ -92,7 +92,7 @@ func (e *Engine) askAll(ctx context.Context, ts []target, urlOf func(target) str
 		wg.Go(func() {
 			e.ask(dctx, &answers[i], parse)
 			if check != nil {
-				check(ctx, &answers[i])
+				check(dctx, &answers[i])
 			}
 		})
 	}
@@ -113,16 +113,26 @@ func (e *Engine) ask(ctx context.Context, a *answer, parse func([]byte) (page, e
 	case e.sem <- struct{}{}:
 		defer func() { <-e.sem }()
 	case <-ctx.Done():
+		// Not the source's fault: it was never asked.
 		a.fail(errTimeout, "timeout", "could not be asked before the deadline")
-		b.record(e.cfg.Now(), false)
+		b.release()
 		return
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.PerSourceTimeout)
 	defer cancel()
 	entries, err := e.fetchAll(ctx, a, parse)
-	b.record(e.cfg.Now(), err == nil)
+	switch {
+	case err != nil && parent.Err() != nil:
+		// The requester went away or the query's deadline passed: that
+		// says nothing about the source, and counting it would let any
+		// client open every source's breaker for everyone.
+		b.release()
+	default:
+		b.record(e.cfg.Now(), err == nil)
+	}
 	if err != nil {
-		e.cfg.Logger.WarnContext(ctx, "federation: source failed", "ura", a.target.source.URA, "outcome", err.Error())
+		e.cfg.Logger.WarnContext(ctx, "federation: source failed", "ura", a.target.source.URA, "outcome", errorKind(err))
 		switch {
 		case errors.Is(err, errTimeout):
 			a.fail(errTimeout, "timeout", "did not answer in time")
@@ -267,6 +277,14 @@ func (b *breaker) allow(now time.Time) bool {
 	return true
 }
 
+// release ends a probe without a verdict: the request was not the
+// source's to fail.
+func (b *breaker) release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.probing = false
+}
+
 func (b *breaker) record(now time.Time, ok bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -279,4 +297,16 @@ func (b *breaker) record(now time.Time, ok bool) {
 	if b.failures >= b.threshold {
 		b.openTill = now.Add(b.cooldown)
 	}
+}
+
+// errorKind names a source failure for the log without its details (a
+// transport error's text holds the URL, with the patient's id at the
+// source).
+func errorKind(err error) string {
+	for _, k := range []error{errTimeout, errStatus, errGarbage, errTooBig, errCircuitOpen, errUnavailable} {
+		if errors.Is(err, k) {
+			return k.Error()
+		}
+	}
+	return "failed"
 }

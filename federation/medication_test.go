@@ -411,3 +411,42 @@ func TestCircuitBreaker(t *testing.T) {
 		t.Fatalf("after a failed probe: outcome %q, hits %d", got, hits.Load())
 	}
 }
+
+// TestBreakerIgnoresRequesterCancel: requests the requester abandons
+// (or whose deadline passes) say nothing about the source, so they must
+// not open its breaker for everyone.
+func TestBreakerIgnoresRequesterCancel(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int32
+	slowOnce := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if hits.Add(1) <= 4 {
+				select { // the abandoned requests: hold until the client leaves
+				case <-r.Context().Done():
+				case <-time.After(5 * time.Second):
+				}
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	e := mustEnv(t, envOptions{consents: []string{consent("")}, wrap: map[string]func(http.Handler) http.Handler{uraKruis: slowOnce},
+		config: func(c *federation.Config) { c.BreakerFailures = 2; c.BreakerCooldown = time.Minute }})
+	for range 4 {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		_, _ = e.engine.MedicationDispenses(ctx, gp, testBSN, nil)
+		cancel()
+	}
+	res, err := e.engine.MedicationDispenses(context.Background(), gp, testBSN, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range res.Sources {
+		if s.URA == uraKruis && s.Outcome != "ok" {
+			t.Fatalf("after 4 abandoned requests Het Kruis is %q, want asked and ok (hits %d)", s.Outcome, hits.Load())
+		}
+	}
+	if hits.Load() != 5 {
+		t.Errorf("Het Kruis was asked %d times, want 5", hits.Load())
+	}
+}

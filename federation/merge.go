@@ -43,6 +43,13 @@ func (e *Engine) validate(ctx context.Context, a *answer, typ string) {
 		}
 		wg.Wait()
 	}
+	if slices.Contains(verdicts, unchecked) {
+		// Nothing unchecked is shown, and a part of an answer could
+		// hide the newest dispenses: the source counts as too slow.
+		a.entries = nil
+		a.fail(errTimeout, "timeout", "could not be checked before the deadline")
+		return
+	}
 	var invalid, other int
 	kept := a.entries[:0]
 	for i, en := range a.entries {
@@ -78,11 +85,15 @@ const (
 	keep verdict = iota
 	invalidResource
 	otherPatient
+	unchecked // the query's deadline passed first
 )
 
 // check judges one entry of a: its type, its fullUrl, the validator, and
 // its subject.
 func (e *Engine) check(ctx context.Context, a *answer, en *entry, typ string) verdict {
+	if ctx.Err() != nil {
+		return unchecked
+	}
 	base := a.target.source.BaseURL
 	var r struct {
 		ResourceType string `json:"resourceType"`

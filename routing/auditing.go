@@ -116,6 +116,8 @@ func (s *server) recordNow(c *gin.Context, status int) error {
 		permit := d.Permit
 		ev.Permit, ev.Reasons = &permit, d.Reasons
 	}
-	_, err := s.audit.Record(c.Request.Context(), ev)
+	// Not the request's context: a client that hangs up after its write
+	// was committed must not take the write's AuditEvent with it.
+	_, err := s.audit.Record(context.WithoutCancel(c.Request.Context()), ev)
 	return err
 }
