@@ -246,13 +246,16 @@ func (a *app) reload(ctx context.Context) error {
 		a.log.Warn("configuration reload: only sources are taken over now; the other changed settings take effect after a restart")
 	}
 	sources := append(sourcesOf(next.Sources), a.demoSources()...)
+	// The resources first: the engine takes the new sources only once
+	// they are shown; a failed sync leaves the engine as it was, and the
+	// next SIGHUP syncs again.
+	if err := a.syncRegistry(ctx, sources); err != nil {
+		a.log.Error("configuration reload refused: the registry's Organization and Endpoint resources could not be written; the engine keeps the old sources", slog.String("error", err.Error()))
+		return err
+	}
 	a.engine.SetRegistry(sources)
 	a.cfg.Sources = next.Sources
 	a.log.Info("configuration reloaded: source registry replaced", slog.Int("sources", len(sources)))
-	if err := a.syncRegistry(ctx, sources); err != nil {
-		a.log.Error("configuration reload: the registry's Organization and Endpoint resources are not in step", slog.String("error", err.Error()))
-		return err
-	}
 	return nil
 }
 

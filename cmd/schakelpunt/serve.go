@@ -83,6 +83,7 @@ type app struct {
 	recorder *audit.Recorder
 	detector *detect.Runner
 	stopJobs context.CancelFunc
+	jobs     sync.WaitGroup // background jobs (retention), waited for on shutdown
 	engine   *federation.Engine
 	patientListener
 
@@ -212,7 +213,8 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (_
 	}
 	jobs, stopJobs := context.WithCancel(context.Background())
 	a.stopJobs = stopJobs
-	go audit.Retention{Log: auditLog, Recorder: a.recorder, Keep: cfg.Audit.Retention, Every: cfg.Audit.RetentionInterval, Logger: log}.Run(jobs)
+	retention := audit.Retention{Log: auditLog, Recorder: a.recorder, Keep: cfg.Audit.Retention, Every: cfg.Audit.RetentionInterval, Logger: log}
+	a.jobs.Go(func() { retention.Run(jobs) })
 	go func() { a.served <- a.public.Serve(tls.NewListener(a.publicLn, tlsConf)) }()
 	go func() { a.served <- a.admin.Serve(a.adminLn) }()
 	if a.demo != nil {
@@ -266,6 +268,7 @@ func (a *app) shutdown() error {
 		}
 	}
 	a.stopJobs()
+	a.jobs.Wait() // a retention pass in progress ends before the store closes
 	if a.demo != nil {
 		a.demo.close()
 	}
