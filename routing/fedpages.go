@@ -29,8 +29,12 @@ import (
 // store next to the store searches' pages, under opaque random tokens
 // bound to the client certificate that asked; it lives heldTTL from the
 // query however often it is read, and all held results together are
-// bounded to maxHeldBytes, the oldest evicted first. An unknown, expired,
-// evicted or another certificate's token is 404 not-found.
+// bounded to maxHeldBytes, the oldest evicted first. A page's next token
+// is minted once and is the same on every read of that page. A result
+// over a quarter of maxHeldBytes is not held: its first page is answered
+// with no next link and a warning outcome entry (too-costly) asking the
+// requester to narrow the search. An unknown, expired, evicted or another
+// certificate's token is 404 not-found.
 //
 // Reading a later page asks no source, but is decided again: the role
 // policy and the patient's consent as they are now must still permit
@@ -107,18 +111,26 @@ func (s *server) federatedPage(c *gin.Context, p *page, tok string) {
 }
 
 // servePage answers one page of a held result: tok is the page's own
-// token ("" for the first page, which gets one only when there are more).
+// token ("" for the first page, which gets one only when there are more
+// and the result may be held).
 func (s *server) servePage(c *gin.Context, p *page, tok string) {
 	h := p.held
 	n := len(h.set.Matches)
 	lo := min(p.offset, n)
 	hi := min(lo+h.count, n)
 	more := hi < n && h.count > 0
+	tooLarge := more && tok == "" && !s.pages.holdable(h.size)
+	if tooLarge {
+		more = false
+	}
 	b := fhir.NewBundle("searchset", s.now())
-	b.Entry = make([]fhir.BundleEntry, 0, hi-lo+len(h.set.Outcomes))
+	b.Entry = make([]fhir.BundleEntry, 0, hi-lo+len(h.set.Outcomes)+1)
 	b.Entry = append(b.Entry, h.set.Matches[lo:hi]...)
 	if p.offset == 0 {
 		b.Entry = append(b.Entry, h.set.Outcomes...)
+	}
+	if tooLarge {
+		b.Entry = append(b.Entry, tooCostly)
 	}
 	if more || tok != "" {
 		base := s.baseURL(c)
@@ -127,8 +139,12 @@ func (s *server) servePage(c *gin.Context, p *page, tok string) {
 		}
 		b.Link = append(b.Link, fhir.BundleLink{Relation: "self", URL: base + "/_page/" + tok})
 		if more {
-			next := s.pages.put(&page{owner: p.owner, kind: "federated", held: h, offset: hi, prev: tok, action: p.action})
-			b.Link = append(b.Link, fhir.BundleLink{Relation: "next", URL: base + "/_page/" + next})
+			next := s.pages.nextOf(tok, p, func() *page {
+				return &page{owner: p.owner, kind: "federated", held: h, offset: hi, prev: tok, action: p.action}
+			})
+			if next != "" {
+				b.Link = append(b.Link, fhir.BundleLink{Relation: "next", URL: base + "/_page/" + next})
+			}
 		}
 		if p.prev != "" {
 			b.Link = append(b.Link, fhir.BundleLink{Relation: "previous", URL: base + "/_page/" + p.prev})
@@ -140,4 +156,12 @@ func (s *server) servePage(c *gin.Context, p *page, tok string) {
 		return
 	}
 	s.write(c, http.StatusOK, body)
+}
+
+// tooCostly is the outcome entry on the only page of a result too large
+// to hold for paging.
+var tooCostly = fhir.BundleEntry{
+	Resource: fhir.OperationOutcome(fhir.Issue{Severity: "warning", Code: "too-costly",
+		Diagnostics: "the result is too large to page through: only its first page is shown; narrow the search (whenhandedover, status) to see the rest"}),
+	Search: &fhir.EntrySearch{Mode: "outcome"},
 }
