@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-// contacts remembers when each organisation last had a successful event
-// about each patient, for at most max pairs: a cache in front of
-// Relations, which asks the index and the log itself.
+// contacts remembers when each organisation last had contact (see
+// Observation.Contact) with each patient, for at most max pairs: a cache
+// in front of Relations, which asks the index and the log itself.
 type contacts struct {
 	last  map[string]time.Time // ura|bsn → the contact remembered
 	order []contact            // in the order remembered, for forgetting
@@ -63,11 +63,12 @@ func (c *contacts) pop() {
 }
 
 // noRelationship checks a permitted query against the organisation's
-// earlier contacts with the patient, then remembers every successful
-// event of an organisation about a patient as a contact.
+// earlier contacts with the patient (earlier permitted queries, see
+// Observation.Contact), then remembers the query as a contact. Each
+// question to Relations gets its own time limit.
 func (d *Detector) noRelationship(ctx context.Context, o *Observation) (Hit, bool) {
 	lookback := d.rules.NoRelationship.Lookback
-	if lookback == 0 || d.rel == nil || o.URA == "" || o.BSN == "" || !o.Success {
+	if lookback == 0 || d.rel == nil || !o.Contact() {
 		return Hit{}, false
 	}
 	key := pairKey(o.URA, o.BSN)
@@ -76,13 +77,12 @@ func (d *Detector) noRelationship(ctx context.Context, o *Observation) (Hit, boo
 	// forgotten is asked of Relations again.
 	refresh := lookback / 2
 	defer d.contacts.remember(key, o.At, refresh)
-	if !o.Query() || o.Decision != Permitted {
-		return Hit{}, false
-	}
 	if at, ok := d.contacts.last[key]; ok && !at.Before(o.At.Add(-lookback)) {
 		return Hit{}, false
 	}
-	registered, err := d.rel.Registered(ctx, o.URA, o.BSN)
+	lctx, cancel := context.WithTimeout(ctx, d.lookupTimeout)
+	registered, err := d.rel.Registered(lctx, o.URA, o.BSN)
+	cancel()
 	if err != nil {
 		d.logger.WarnContext(ctx, "abuse detection: index lookup failed; no-relationship not checked", slog.String("event", o.ID), slog.Any("err", err))
 		return Hit{}, false
@@ -90,7 +90,9 @@ func (d *Detector) noRelationship(ctx context.Context, o *Observation) (Hit, boo
 	if registered {
 		return Hit{}, false
 	}
-	earlier, err := d.rel.EarlierContact(ctx, o.URA, o.BSN, o.At.Add(-lookback), o.At)
+	lctx, cancel = context.WithTimeout(ctx, d.lookupTimeout)
+	earlier, err := d.rel.EarlierContact(lctx, o.URA, o.BSN, o.At.Add(-lookback), o.At)
+	cancel()
 	if err != nil {
 		d.logger.WarnContext(ctx, "abuse detection: log lookup failed; no-relationship not checked", slog.String("event", o.ID), slog.Any("err", err))
 		return Hit{}, false
@@ -100,7 +102,7 @@ func (d *Detector) noRelationship(ctx context.Context, o *Observation) (Hit, boo
 	}
 	return Hit{
 		Rule: RuleNoRelationship, At: o.At, Since: o.At, Subject: practitioner(o.UZI), URAs: []string{o.URA}, Evidence: []string{o.ID},
-		Text: fmt.Sprintf("professional %s (organisation %s) received a patient's data while the organisation neither registered the patient in the index nor had contact with them in the previous %s",
+		Text: fmt.Sprintf("professional %s (organisation %s) received a patient's data while the organisation neither registered the patient in the index nor queried their data in the previous %s",
 			o.UZI, o.URA, lookback),
 	}, true
 }

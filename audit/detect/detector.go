@@ -35,8 +35,9 @@ type Relations interface {
 	// Registered reports whether organisation ura registered the patient
 	// in the index.
 	Registered(ctx context.Context, ura, bsn string) (bool, error)
-	// EarlierContact reports whether the log holds a successful event of
-	// organisation ura about the patient recorded in [since, before).
+	// EarlierContact reports whether the log holds a contact (see
+	// Observation.Contact: a permitted query for the patient's data) of
+	// organisation ura with the patient recorded in [since, before).
 	EarlierContact(ctx context.Context, ura, bsn string, since, before time.Time) (bool, error)
 }
 
@@ -46,8 +47,15 @@ type Options struct {
 	// organisation and a patient; without it the no-relationship rule is
 	// off.
 	Relations Relations
-	Logger    *slog.Logger
+	// LookupTimeout bounds each question to Relations (default
+	// DefaultLookupTimeout); one that runs out leaves the event's
+	// no-relationship unchecked, logged.
+	LookupTimeout time.Duration
+	Logger        *slog.Logger
 }
+
+// DefaultLookupTimeout is Options.LookupTimeout when unset.
+const DefaultLookupTimeout = 2 * time.Second
 
 // Detector applies the rules to observations in (nearly) time order. It
 // is not safe for concurrent use: one goroutine feeds it (see Runner).
@@ -55,8 +63,10 @@ type Detector struct {
 	rules  Rules
 	rel    Relations
 	logger *slog.Logger
-	newest time.Time
-	seen   int // observations since the last sweep
+	// lookupTimeout bounds each Relations call.
+	lookupTimeout time.Duration
+	newest        time.Time
+	seen          int // observations since the last sweep
 
 	professionals *keyed[*distinctWindow] // distinct patients per UZI number
 	denials       *keyed[*countWindow]    // denials per UZI number
@@ -84,12 +94,15 @@ func New(rules Rules, opts Options) (*Detector, error) {
 		rules.UnusualHour.Location = time.UTC
 	}
 	d := &Detector{
-		rules: rules, rel: opts.Relations, logger: opts.Logger,
+		rules: rules, rel: opts.Relations, logger: opts.Logger, lookupTimeout: opts.LookupTimeout,
 		professionals: newKeyed[*distinctWindow](rules.MaxKeys),
 		denials:       newKeyed[*countWindow](rules.MaxKeys),
 		patients:      newKeyed[*distinctWindow](rules.MaxKeys),
 		hours:         newKeyed[*hourTable](rules.MaxKeys),
 		contacts:      newContacts(rules.MaxKeys),
+	}
+	if d.lookupTimeout <= 0 {
+		d.lookupTimeout = DefaultLookupTimeout
 	}
 	if d.logger == nil {
 		d.logger = slog.New(slog.DiscardHandler)

@@ -38,6 +38,16 @@ func q(at time.Duration, uzi, ura, bsn string, d detect.Decision) detect.Observa
 	}
 }
 
+// lookup is a permitted read or search at base+at by professional uzi
+// of organisation ura that names patient bsn but asks for none of their
+// data: an index search by BSN, $ihe-pix, a Consent or AuditEvent
+// search. Its observation has no data category.
+func lookup(at time.Duration, uzi, ura, bsn string) detect.Observation {
+	o := q(at, uzi, ura, bsn, detect.Permitted)
+	o.ID, o.Category = "lookup-"+o.ID, ""
+	return o
+}
+
 const (
 	permit = detect.Permitted
 	deny   = detect.Denied
@@ -330,6 +340,19 @@ func TestNoRelationship(t *testing.T) {
 			{detect.RuleNoRelationship, "Practitioner|222", q(-40*day, "222", "90000003", bsns[0], permit).ID, 1},
 			{detect.RuleNoRelationship, "Practitioner|111", first.ID, 1},
 		}},
+		{"earlier index, $ihe-pix and consent lookups in the stream", relations{}, []detect.Observation{
+			lookup(-3*time.Hour, "111", "90000003", bsns[0]), lookup(-2*time.Hour, "111", "90000003", bsns[0]), lookup(-time.Hour, "222", "90000003", bsns[0]), first,
+		}, []wantHit{{detect.RuleNoRelationship, "Practitioner|111", first.ID, 1}}},
+		{"an earlier denied query in the stream", relations{}, []detect.Observation{
+			q(-time.Hour, "111", "90000003", bsns[0], deny), first,
+		}, []wantHit{{detect.RuleNoRelationship, "Practitioner|111", first.ID, 1}}},
+		{"an earlier permitted query that failed", relations{}, []detect.Observation{
+			func() detect.Observation {
+				o := q(-time.Hour, "222", "90000003", bsns[0], permit)
+				o.Success = false
+				return o
+			}(), first,
+		}, []wantHit{{detect.RuleNoRelationship, "Practitioner|111", first.ID, 1}}},
 		{"a denied query", relations{}, []detect.Observation{q(0, "111", "90000003", bsns[0], deny)}, nil},
 		{"the index cannot be asked", relations{err: errors.New("store down")}, []detect.Observation{first}, nil},
 	}
@@ -337,6 +360,31 @@ func TestNoRelationship(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rel := tc.rel
 			checkHits(t, run(t, rules, &rel, tc.stream), tc.want)
+		})
+	}
+	// Warming up from the log remembers only permitted queries as
+	// contacts.
+	learned := []struct {
+		name  string
+		learn []detect.Observation
+		want  []wantHit
+	}{
+		{"learned lookups", []detect.Observation{lookup(-2*day, "111", "90000003", bsns[0]), lookup(-day, "222", "90000003", bsns[0])},
+			[]wantHit{{detect.RuleNoRelationship, "Practitioner|111", first.ID, 1}}},
+		{"a learned denied query", []detect.Observation{q(-day, "111", "90000003", bsns[0], deny)},
+			[]wantHit{{detect.RuleNoRelationship, "Practitioner|111", first.ID, 1}}},
+		{"a learned permitted query", []detect.Observation{q(-day, "222", "90000003", bsns[0], permit)}, nil},
+	}
+	for _, tc := range learned {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := detect.New(rules, detect.Options{Relations: &relations{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range tc.learn {
+				d.Learn(o)
+			}
+			checkHits(t, d.Observe(context.Background(), first), tc.want)
 		})
 	}
 	t.Run("without relations the rule is off", func(t *testing.T) {

@@ -9,8 +9,11 @@
 //     distinct patients within a window than a threshold;
 //   - no-relationship: an organisation received a patient's data while
 //     it neither registered that patient in the index nor had an earlier
-//     contact with them in the log (a successful event of the
-//     organisation about the patient within a look-back period);
+//     contact with them in the log within a look-back period. A contact
+//     is a permitted query for the patient's data (Observation.Contact);
+//     reads and searches of the index, consents or the log ($ihe-pix, a
+//     Patient search by BSN) are not, or one harmless lookup would make
+//     any later query look like care;
 //   - denial-burst: one professional was denied a number of times within
 //     a short window;
 //   - unusual-hour: an organisation asked about a patient in an hour of

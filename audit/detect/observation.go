@@ -48,6 +48,18 @@ func (o *Observation) Query() bool {
 	return o.Category != "" && o.AboutPatient()
 }
 
+// Contact reports whether o shows a treatment relationship between its
+// organisation and its patient, for the no-relationship rule: a
+// successful, permitted query for the patient's data (Query). Reads and
+// searches of the index, of consents or of the log ($ihe-pix, a Patient
+// search by BSN, a Consent search) name the patient as well but show no
+// relationship: anyone of the organisation can make one first. The
+// other contact, the organisation's registration of the patient in the
+// index, is asked of the index itself (Relations.Registered).
+func (o *Observation) Contact() bool {
+	return o.Query() && o.Decision == Permitted && o.Success
+}
+
 // FromEvent is the observation of an event as the Recorder stored it.
 func FromEvent(ev *audit.Event) Observation {
 	o := Observation{

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -34,19 +35,29 @@ type RunnerOptions struct {
 	// event is examined (events queue meanwhile): learning from the log,
 	// see Warm. Its context ends with Close.
 	Warm func(ctx context.Context, d *Detector)
+	// CloseTimeout is how long Close goes on examining what is queued
+	// (default DefaultCloseTimeout); see Shutdown.
+	CloseTimeout time.Duration
 }
+
+// DefaultCloseTimeout is RunnerOptions.CloseTimeout when unset.
+const DefaultCloseTimeout = 5 * time.Second
 
 // Runner feeds a Detector from the Recorder in its own goroutine and
 // stores each hit as a Flag. Offer never blocks the writer.
 type Runner struct {
-	d      *Detector
-	opts   RunnerOptions
-	queue  chan Observation
-	stop   context.CancelFunc // ends Warm
-	ctx    context.Context
-	mu     sync.RWMutex // guards closed against Offer
-	closed bool
-	wg     sync.WaitGroup
+	d     *Detector
+	opts  RunnerOptions
+	queue chan Observation
+	stop  context.CancelFunc // ends Warm
+	ctx   context.Context
+	// work carries the store lookups and Flag writes of the examination;
+	// abandon ends it when Shutdown's context ends first.
+	work    context.Context
+	abandon context.CancelFunc
+	mu      sync.RWMutex // guards closed against Offer
+	closed  bool
+	wg      sync.WaitGroup
 }
 
 // Start runs d until Close.
@@ -66,8 +77,12 @@ func Start(d *Detector, opts RunnerOptions) *Runner {
 	if opts.NewID == nil {
 		opts.NewID = newFlagID
 	}
+	if opts.CloseTimeout <= 0 {
+		opts.CloseTimeout = DefaultCloseTimeout
+	}
 	r := &Runner{d: d, opts: opts, queue: make(chan Observation, opts.Queue)}
 	r.ctx, r.stop = context.WithCancel(context.Background())
+	r.work, r.abandon = context.WithCancel(context.Background())
 	r.wg.Add(1)
 	go r.run()
 	return r
@@ -103,21 +118,49 @@ func (r *Runner) Offer(events []audit.Event) {
 	}
 }
 
-// Close examines what is queued and stops. A nil Runner is closed.
+// Close is Shutdown with RunnerOptions.CloseTimeout. A nil Runner is
+// closed.
 func (r *Runner) Close() {
 	if r == nil {
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.opts.CloseTimeout)
+	defer cancel()
+	_ = r.Shutdown(ctx)
+}
+
+// Shutdown stops taking events and examines what is queued until ctx
+// ends. Then the store lookup under way is abandoned, no more are made,
+// and the events still queued are dropped: counted (OnDropped) and
+// logged without a BSN; Shutdown then returns ctx's error. A second
+// Shutdown returns at once. A nil Runner is closed.
+func (r *Runner) Shutdown(ctx context.Context) error {
+	if r == nil {
+		return nil
+	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return
+		return nil
 	}
 	r.closed = true
 	close(r.queue)
 	r.mu.Unlock()
 	r.stop()
-	r.wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		r.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		r.abandon()
+		return nil
+	case <-ctx.Done():
+	}
+	r.abandon()
+	<-done
+	return fmt.Errorf("detect: queued events dropped at close: %w", context.Cause(ctx))
 }
 
 func (r *Runner) run() {
@@ -125,11 +168,25 @@ func (r *Runner) run() {
 	if r.opts.Warm != nil {
 		r.opts.Warm(r.ctx, r.d)
 	}
-	ctx := context.Background()
+	var (
+		dropped int
+		first   string
+	)
 	for o := range r.queue {
-		for _, h := range r.d.Observe(ctx, o) {
-			r.raise(ctx, h)
+		if r.work.Err() != nil {
+			if dropped == 0 {
+				first = o.ID
+			}
+			dropped++
+			continue
 		}
+		for _, h := range r.d.Observe(r.work, o) {
+			r.raise(r.work, h)
+		}
+	}
+	if dropped > 0 {
+		r.opts.OnDropped(dropped)
+		r.opts.Logger.Warn("abuse detection closed: queued events not examined", slog.Int("dropped", dropped), slog.String("first", first))
 	}
 }
 

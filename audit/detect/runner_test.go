@@ -1,9 +1,14 @@
 package detect_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -232,5 +237,220 @@ func TestFlagsAreValidR4(t *testing.T) {
 		if len(page.Resources) != c.want {
 			t.Errorf("%s %v: %d Flags, want %d", c.clause.Param, c.clause.Strings, len(page.Resources), c.want)
 		}
+	}
+}
+
+// stuckRelations is an index and log that do not answer: each call
+// blocks until its context ends. block says which of the two blocks; the
+// other answers "no" at once.
+type stuckRelations struct {
+	block   string // Registered or EarlierContact
+	started chan struct{}
+	once    sync.Once
+	calls   atomic.Int32
+	mu      sync.Mutex
+	budgets []time.Duration // per call: its deadline minus when it was made
+}
+
+func newStuck(block string) *stuckRelations {
+	return &stuckRelations{block: block, started: make(chan struct{})}
+}
+
+func (s *stuckRelations) wait(ctx context.Context, name string) error {
+	s.calls.Add(1)
+	now := time.Now()
+	dl, ok := ctx.Deadline()
+	s.mu.Lock()
+	if ok {
+		s.budgets = append(s.budgets, dl.Sub(now))
+	} else {
+		s.budgets = append(s.budgets, -1)
+	}
+	s.mu.Unlock()
+	if name != s.block {
+		return nil
+	}
+	s.once.Do(func() { close(s.started) })
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (s *stuckRelations) Registered(ctx context.Context, _, _ string) (bool, error) {
+	return false, s.wait(ctx, "Registered")
+}
+
+func (s *stuckRelations) EarlierContact(ctx context.Context, _, _ string, _, _ time.Time) (bool, error) {
+	return false, s.wait(ctx, "EarlierContact")
+}
+
+// syncBuffer is a log sink safe for the runner's goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func permittedQueries(n int) []audit.Event {
+	evs := make([]audit.Event, n)
+	for i := range evs {
+		evs[i] = audit.Event{ID: fmt.Sprintf("q%04d", i), Recorded: base.Add(time.Duration(i) * time.Second), Interaction: "search-type", Status: 200,
+			PatientBSN: bsns[i%len(bsns)], Category: fhir.CategoryMedication, Permit: boolp(true), Agent: professionalOf(fmt.Sprintf("9%07d", i))}
+	}
+	return evs
+}
+
+// TestLookupTimeout: each question to Relations carries its own time
+// limit; one that runs out leaves the event unflagged and Observe
+// returns.
+func TestLookupTimeout(t *testing.T) {
+	rules := only(func(r *detect.Rules) { r.NoRelationship.Lookback = 30 * 24 * time.Hour })
+	const limit = 20 * time.Millisecond
+	for _, block := range []string{"Registered", "EarlierContact"} {
+		t.Run(block, func(t *testing.T) {
+			rel := newStuck(block)
+			var logs syncBuffer
+			d, err := detect.New(rules, detect.Options{Relations: rel, LookupTimeout: limit, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := permittedQueries(1)[0]
+			done := make(chan []detect.Hit, 1)
+			go func() { done <- d.Observe(context.Background(), detect.FromEvent(&ev)) }()
+			select {
+			case hits := <-done:
+				if len(hits) != 0 {
+					t.Fatalf("hits %v from an unanswered lookup", hits)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Observe stuck on a Relations call with a time limit")
+			}
+			want := map[string]int32{"Registered": 1, "EarlierContact": 2}[block]
+			if n := rel.calls.Load(); n != want {
+				t.Fatalf("%d Relations calls, want %d", n, want)
+			}
+			for i, b := range rel.budgets {
+				if b < 0 || b > limit {
+					t.Errorf("call %d: time limit %v, want at most %v of its own", i, b, limit)
+				}
+			}
+			if out := logs.String(); !strings.Contains(out, "not checked") || strings.Contains(out, ev.PatientBSN) {
+				t.Errorf("log: want the unchecked event, without its BSN:\n%s", out)
+			}
+		})
+	}
+	t.Run("default", func(t *testing.T) {
+		rel := newStuck("none")
+		d, err := detect.New(rules, detect.Options{Relations: rel})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := permittedQueries(1)[0]
+		d.Observe(context.Background(), detect.FromEvent(&ev))
+		if len(rel.budgets) != 2 {
+			t.Fatalf("%d Relations calls, want 2", len(rel.budgets))
+		}
+		for i, b := range rel.budgets {
+			if b < 0 || b > detect.DefaultLookupTimeout {
+				t.Errorf("call %d: time limit %v, want at most %v", i, b, detect.DefaultLookupTimeout)
+			}
+		}
+	})
+}
+
+// TestCloseIsBounded: with the store stuck on a lookup and a thousand
+// events queued, Close gives up at its deadline: the lookup under way is
+// abandoned, no further one is made, and the rest is counted as dropped
+// and logged without a BSN.
+func TestCloseIsBounded(t *testing.T) {
+	rules := only(func(r *detect.Rules) { r.NoRelationship.Lookback = 30 * 24 * time.Hour })
+	const n = 1000
+	cases := []struct {
+		name    string
+		opts    detect.RunnerOptions
+		close   func(r *detect.Runner) error
+		wantErr error
+	}{
+		{"Shutdown with a deadline", detect.RunnerOptions{}, func(r *detect.Runner) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			return r.Shutdown(ctx)
+		}, context.DeadlineExceeded},
+		{"Close after CloseTimeout", detect.RunnerOptions{CloseTimeout: 50 * time.Millisecond}, func(r *detect.Runner) error {
+			r.Close()
+			return nil
+		}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rel := newStuck("Registered")
+			// The lookup's own limit is far away: only Close ends it.
+			d, err := detect.New(rules, detect.Options{Relations: rel, LookupTimeout: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := mustStore(t)
+			var (
+				logs    syncBuffer
+				dropped atomic.Int32
+			)
+			opts := tc.opts
+			opts.Store, opts.Queue = st, 2*n
+			opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			opts.OnDropped = func(k int) { dropped.Add(int32(k)) }
+			r := detect.Start(d, opts)
+			evs := permittedQueries(n)
+			r.Offer(evs)
+			select {
+			case <-rel.started:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the detector never asked the index")
+			}
+			closed := make(chan error, 1)
+			go func() { closed <- tc.close(r) }()
+			select {
+			case err := <-closed:
+				if !errors.Is(err, tc.wantErr) || (err == nil) != (tc.wantErr == nil) {
+					t.Fatalf("close: %v, want %v", err, tc.wantErr)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Close did not return with a lookup stuck")
+			}
+			if got := dropped.Load(); got != n-1 {
+				t.Errorf("%d dropped, want %d (all but the one under way)", got, n-1)
+			}
+			if c := rel.calls.Load(); c != 1 {
+				t.Errorf("%d lookups, want 1: none after the deadline", c)
+			}
+			out := logs.String()
+			if !strings.Contains(out, fmt.Sprintf("dropped=%d", n-1)) || !strings.Contains(out, "first="+evs[1].ID) {
+				t.Errorf("log lacks the dropped count and first event:\n%s", out)
+			}
+			for _, b := range bsns {
+				if strings.Contains(out, b) {
+					t.Errorf("log names a BSN:\n%s", out)
+				}
+			}
+			page, err := st.Search(context.Background(), store.Query{Type: "Flag", Limit: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page.Resources) != 0 {
+				t.Errorf("%d Flags from unchecked events", len(page.Resources))
+			}
+			// A second Close returns at once; so does Offer.
+			r.Close()
+			r.Offer(evs[:1])
+		})
 	}
 }

@@ -21,7 +21,7 @@ func (d *Detector) Learn(o Observation) {
 		local := o.At.In(r.Location)
 		d.table(o.URA).count(o.At, dayNumber(local), local.Hour())
 	}
-	if lb := d.rules.NoRelationship.Lookback; lb > 0 && o.Success && o.URA != "" && o.BSN != "" {
+	if lb := d.rules.NoRelationship.Lookback; lb > 0 && o.Contact() {
 		d.contacts.remember(pairKey(o.URA, o.BSN), o.At, lb/2)
 	}
 }
