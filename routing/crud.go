@@ -212,6 +212,7 @@ func (s *server) create(t string) gin.HandlerFunc {
 			switch len(matches) {
 			case 0:
 			case 1:
+				noteResource(c, matches[0]) // the AuditEvent names what was returned
 				s.respond(c, http.StatusOK, matches[0], true)
 				return
 			default:
@@ -427,6 +428,9 @@ func timeOfMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 // they do not learn it exists. err is the store's answer (nil or ErrGone)
 // and is returned for visible resources.
 func (s *server) visible(c *gin.Context, r store.Resource, err error) error {
+	if r.Deleted && !s.inScopeAt(c, r) {
+		return fhir.Errorf(fhir.KindNotFound, "not-found", "resource not found")
+	}
 	if !r.Deleted {
 		terms := termsOf(r.Type, r.Body) // decoded once: scope and audit both need them
 		if !inScopeTerms(c, r.Type, terms) {
@@ -451,7 +455,13 @@ func (s *server) writable(c *gin.Context, t, id string) error {
 			return fhir.Errorf(fhir.KindForbidden, "forbidden", "access denied: the resource is not one of your organisation's")
 		}
 		return nil
-	case isGone(err), errors.Is(err, store.ErrNotFound):
+	case isGone(err):
+		// Re-creating a deleted id: only over the requester's own.
+		if !s.inScopeAt(c, r) {
+			return fhir.Errorf(fhir.KindForbidden, "forbidden", "access denied: the id belongs to a resource outside your scope")
+		}
+		return nil
+	case errors.Is(err, store.ErrNotFound):
 		return nil
 	}
 	return err

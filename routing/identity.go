@@ -3,7 +3,9 @@ package routing
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -130,6 +132,25 @@ func inScope(c *gin.Context, r store.Resource) bool {
 	return inScopeTerms(c, r.Type, termsOf(r.Type, r.Body))
 }
 
+// inScopeAt is inScope that also judges a deletion marker: by the last
+// version with content before it, so that a requester learns nothing of
+// a deleted resource outside their scope, not even that it existed.
+func (s *server) inScopeAt(c *gin.Context, r store.Resource) bool {
+	if !r.Deleted || len(scopeClauses(c, r.Type)) == 0 {
+		return inScope(c, r)
+	}
+	for v := r.Version - 1; v > 0; v-- {
+		prev, err := s.store.VRead(c.Request.Context(), r.Type, r.ID, v)
+		if err != nil && !errors.Is(err, store.ErrGone) {
+			return false
+		}
+		if !prev.Deleted && len(prev.Body) > 0 {
+			return inScope(c, prev)
+		}
+	}
+	return false
+}
+
 // inScopeTerms is inScope for a resource whose terms are at hand.
 func inScopeTerms(c *gin.Context, typ string, terms fhir.Terms) bool {
 	clauses := scopeClauses(c, typ)
@@ -205,20 +226,36 @@ func notePatient(c *gin.Context, typ string, terms fhir.Terms) {
 	}
 }
 
-// notePatientInQuery records a BSN named in search parameters.
+// notePatientInQuery records a BSN named in search parameters, for the
+// AuditEvent. Only an identified requester's query is trusted to name
+// the patient: an anonymous request could otherwise write events into
+// anyone's access log.
 func notePatientInQuery(c *gin.Context, params []fhir.Param) {
-	if trailOf(c).patient != nil {
+	if t := trailOf(c); t.patient != nil || !t.identified {
 		return
 	}
+	if bsns := bsnsIn(params); len(bsns) > 0 {
+		trailOf(c).patientBSN = bsns[0]
+	}
+}
+
+// bsnsIn lists the distinct BSNs search parameters name.
+func bsnsIn(params []fhir.Param) []string {
+	var out []string
 	for _, p := range params {
 		for _, v := range strings.Split(p.Value, ",") {
-			if bsn, ok := strings.CutPrefix(v, fhir.SystemBSN+"|"); ok {
-				trailOf(c).patientBSN = bsn
-				return
+			if bsn, ok := strings.CutPrefix(v, fhir.SystemBSN+"|"); ok && !slices.Contains(out, bsn) {
+				out = append(out, bsn)
 			}
 		}
 	}
+	return out
 }
+
+// errSeveralPatients refuses a search about more than one patient: its
+// AuditEvent names one patient, and each patient's access log must show
+// every search about them.
+var errSeveralPatients = fhir.Errorf(fhir.KindInvalid, "not-supported", "a search may name one patient (BSN) at most: search once per patient")
 
 // agentOf is the AuditEvent agent of the request.
 func agentOf(c *gin.Context) *audit.Agent {

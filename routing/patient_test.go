@@ -182,6 +182,16 @@ func TestPatientSeesOnlyTheirOwnBSN(t *testing.T) {
 	takeOver := withID(t, withBSN(t, "consent.json", bsnA), consent[bsnB])
 	moveOwn := withID(t, withBSN(t, "consent.json", bsnB), consent[bsnA])
 	form := url.Values{"identifier": {fhir.SystemBSN + "|" + bsnB}}.Encode()
+	// A consent B wrote and deleted: A must not learn it existed.
+	createdB := ph.asPatient(t, tokB, "POST", "/Consent", withBSN(t, "consent.json", bsnB))
+	if createdB.status != 201 {
+		t.Fatalf("B's second consent: %d %s", createdB.status, createdB.raw)
+	}
+	deletedB, _ := createdB.body["id"].(string)
+	if r := ph.asPatient(t, tokB, "DELETE", "/Consent/"+deletedB, nil); r.status != 204 && r.status != 200 {
+		t.Fatalf("B deletes: %d %s", r.status, r.raw)
+	}
+	reviveAsA := withID(t, withBSN(t, "consent.json", bsnA), deletedB)
 
 	cases := []struct {
 		name, method, path string
@@ -209,6 +219,10 @@ func TestPatientSeesOnlyTheirOwnBSN(t *testing.T) {
 		{"take B's consent over", "PUT", "/Consent/" + consent[bsnB], takeOver, 403, "forbidden"},
 		{"move A's consent to B", "PUT", "/Consent/" + consent[bsnA], moveOwn, 403, "forbidden"},
 		{"delete B's consent", "DELETE", "/Consent/" + consent[bsnB], nil, 404, "not-found"},
+		{"read B's deleted consent", "GET", "/Consent/" + deletedB, nil, 404, "not-found"},
+		{"vread B's deleted consent's tombstone", "GET", "/Consent/" + deletedB + "/_history/2", nil, 404, "not-found"},
+		{"delete B's deleted consent", "DELETE", "/Consent/" + deletedB, nil, 404, "not-found"},
+		{"revive B's deleted consent as A's", "PUT", "/Consent/" + deletedB, reviveAsA, 403, "forbidden"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -243,8 +257,9 @@ func TestPatientSeesOnlyTheirOwnBSN(t *testing.T) {
 		}
 	})
 	t.Run("a professional's query naming A and B shows A no BSN of B", func(t *testing.T) {
+		// Refused (one patient per search), and logged about A.
 		r := do(t, ph.as("supervisor"), "GET", "/Patient?identifier="+url.QueryEscape(fhir.SystemBSN+"|"+bsnA+","+fhir.SystemBSN+"|"+bsnB), nil)
-		if r.status != 200 {
+		if r.status != 400 || len(r.issueCodes()) == 0 || r.issueCodes()[0] != "not-supported" {
 			t.Fatalf("%d %s", r.status, r.raw)
 		}
 		// The supervisor's event is about A; as stored, its query names B.

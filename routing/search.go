@@ -45,6 +45,10 @@ func (s *server) search(t string) gin.HandlerFunc {
 			}
 		}
 		params := paramsOf(q)
+		if len(bsnsIn(params)) > 1 {
+			s.fail(c, errSeveralPatients)
+			return
+		}
 		notePatientInQuery(c, params)
 		search, err := fhir.ParseSearch(t, params, lenient(c))
 		if err != nil {
@@ -233,8 +237,8 @@ func (s *server) runHistory(c *gin.Context, p *page) {
 	base := s.baseURL(c)
 	b := fhir.NewBundle("history", s.now())
 	for _, r := range versions {
-		if !r.Deleted && !inScope(c, r) {
-			continue // another organisation's: not shown, not hinted at
+		if !s.inScopeAt(c, r) {
+			continue // another organisation's (or patient's): not shown, not hinted at
 		}
 		noteResource(c, r)
 		e := fhir.BundleEntry{FullURL: base + "/" + r.Type + "/" + r.ID}
