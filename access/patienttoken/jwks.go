@@ -185,7 +185,9 @@ func (ks *keySource) current(ctx context.Context, kid string) (keySet, error) {
 	unknown := kid != "" && ks.set != nil && !ks.set.has(kid)
 	if (stale || unknown) && (ks.set == nil || now.Sub(ks.tried) >= ks.cfg.MinRefresh) {
 		ks.tried = now
-		set, err := ks.read(ctx)
+		// Not the request's context: a client hanging up must not be
+		// able to make the refresh fail (and so keep old keys in use).
+		set, err := ks.read(context.WithoutCancel(ctx))
 		switch {
 		case err == nil:
 			ks.set, ks.fetched = set, now
