@@ -38,9 +38,6 @@ import (
 // database (FerretDB here), each with its own listener, engine and audit
 // recorder.
 func TestConsentChangeOnEveryInstanceMongo(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts FerretDB")
-	}
 	srv, err := mongotest.Start()
 	if err != nil {
 		t.Fatal(err)

@@ -35,9 +35,6 @@ func TestPortalInBrowser(t *testing.T) {
 		}
 		t.Fatalf("CI is set but %s is missing: %v", chromiumPath, err)
 	}
-	if testing.Short() {
-		t.Skip("starts a browser")
-	}
 	const bsn = "999911120"
 	dir := t.TempDir()
 	first := mustRunMain(t, dir) // the development PKI and demo certificates
