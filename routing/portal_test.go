@@ -146,7 +146,13 @@ func TestPortal(t *testing.T) {
 		if _, _, page := b.do("GET", "/portal/log?from=2999-01-01", nil); strings.Contains(text(page), "huisarts") {
 			t.Errorf("future filter shows %s", text(page))
 		}
-		today := time.Now().In(time.UTC).Format("2006-01-02")
+		// The portal's days are Amsterdam's (a UTC date is wrong between
+		// 23:00 and midnight UTC in winter).
+		amsterdam, err := time.LoadLocation("Europe/Amsterdam")
+		if err != nil {
+			t.Fatal(err)
+		}
+		today := time.Now().In(amsterdam).Format("2006-01-02")
 		if _, _, page := b.do("GET", "/portal/log?from="+today+"&to="+today, nil); !strings.Contains(text(page), "huisarts") {
 			t.Errorf("today's filter hides the GP: %s", text(page))
 		}
