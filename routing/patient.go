@@ -61,30 +61,8 @@ func NewPatient(cfg PatientConfig) (http.Handler, error) {
 		validator: cfg.Validator, maxBody: cfg.MaxBody, base: strings.TrimSuffix(cfg.PublicBase, "/"),
 		now: cfg.Now, newID: cfg.NewID, condLocks: newKeyedMutex(), patients: cfg.Verifier,
 	}
-	if s.maxBody <= 0 {
-		s.maxBody = 1 << 20
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
-	if s.newID == nil {
-		s.newID = newID
-	}
-	s.started = s.now()
-	s.pages = newPageStore(10*time.Minute, 100_000, heldTTL, maxHeldBytes, s.now)
-
-	gin.SetMode(gin.ReleaseMode)
-	e := gin.New()
-	e.HandleMethodNotAllowed = true
-	e.RedirectTrailingSlash = false
-	e.RedirectFixedPath = false
-	e.Use(s.metrics.observe, s.audited, s.recover)
-	e.NoRoute(s.named("unknown", func(c *gin.Context) {
-		s.fail(c, fhir.Errorf(fhir.KindNotFound, "not-supported", "no such resource type or operation: %s", c.Request.URL.Path))
-	}))
-	e.NoMethod(s.named("unknown", func(c *gin.Context) {
-		s.fail(c, fhir.Errorf(fhir.KindNotAllowed, "not-supported", "%s is not supported on %s", c.Request.Method, c.Request.URL.Path))
-	}))
+	s.setDefaults()
+	e := s.engine() // identified per group: the FHIR API by bearer token, the portal by its cookie
 	api := e.Group(BasePath, s.identifyBearer, s.negotiate)
 	api.GET("/_page/:token", s.named("page", s.nextPage))
 	for _, rt := range s.patientRoutes() {

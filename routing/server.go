@@ -95,6 +95,43 @@ type server struct {
 
 const keyInteraction = "interaction"
 
+// setDefaults fills in what a Config may leave out and starts the page
+// store: the same for the public and the patient listener.
+func (s *server) setDefaults() {
+	if s.maxBody <= 0 {
+		s.maxBody = 1 << 20
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.newID == nil {
+		s.newID = newID
+	}
+	s.started = s.now()
+	s.pages = newPageStore(10*time.Minute, 100_000, heldTTL, maxHeldBytes, s.now)
+}
+
+// engine is the gin engine both listeners build on: every request is
+// measured, audited (the response is held until its AuditEvent is
+// stored), protected against panics, then passed through more (the
+// listener's identification, when it applies to every path); unknown
+// paths and methods are OperationOutcomes.
+func (s *server) engine(more ...gin.HandlerFunc) *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.Use(append([]gin.HandlerFunc{s.metrics.observe, s.audited, s.recover}, more...)...)
+	e.NoRoute(s.named("unknown", func(c *gin.Context) {
+		s.fail(c, fhir.Errorf(fhir.KindNotFound, "not-supported", "no such resource type or operation: %s", c.Request.URL.Path))
+	}))
+	e.NoMethod(s.named("unknown", func(c *gin.Context) {
+		s.fail(c, fhir.Errorf(fhir.KindNotAllowed, "not-supported", "%s is not supported on %s", c.Request.Method, c.Request.URL.Path))
+	}))
+	return e
+}
+
 // New builds the public FHIR handler.
 func New(cfg Config) (http.Handler, error) {
 	if cfg.Store == nil || cfg.Codec == nil || cfg.Logger == nil || cfg.Metrics == nil || cfg.Policy == nil || cfg.Audit == nil || cfg.Validator == nil {
@@ -109,32 +146,8 @@ func New(cfg Config) (http.Handler, error) {
 	if s.auditLog != nil && s.exportDir == "" {
 		return nil, errors.New("routing: an AuditLog needs an ExportDir")
 	}
-	if s.maxBody <= 0 {
-		s.maxBody = 1 << 20
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
-	if s.newID == nil {
-		s.newID = newID
-	}
-	s.started = s.now()
-	s.pages = newPageStore(10*time.Minute, 100_000, heldTTL, maxHeldBytes, s.now)
-
-	gin.SetMode(gin.ReleaseMode)
-	e := gin.New()
-	e.HandleMethodNotAllowed = true
-	e.RedirectTrailingSlash = false
-	e.RedirectFixedPath = false
-	// Every request is measured, audited (the response is held until its
-	// AuditEvent is stored), protected against panics, and identified.
-	e.Use(s.metrics.observe, s.audited, s.recover, s.identify)
-	e.NoRoute(s.named("unknown", func(c *gin.Context) {
-		s.fail(c, fhir.Errorf(fhir.KindNotFound, "not-supported", "no such resource type or operation: %s", c.Request.URL.Path))
-	}))
-	e.NoMethod(s.named("unknown", func(c *gin.Context) {
-		s.fail(c, fhir.Errorf(fhir.KindNotAllowed, "not-supported", "%s is not supported on %s", c.Request.Method, c.Request.URL.Path))
-	}))
+	s.setDefaults()
+	e := s.engine(s.identify)
 	api := e.Group(BasePath, s.negotiate)
 	api.GET("/_page/:token", s.named("page", s.nextPage))
 	for _, rt := range s.routes() {
