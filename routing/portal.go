@@ -176,6 +176,18 @@ func (p *portal) message(c *gin.Context, status int, key string) {
 	p.render(c, status, "message", pg)
 }
 
+// reading starts a page that reads the signed-in patient's data: the
+// page and the patient's decision for action, recorded for the audit.
+func (p *portal) reading(c *gin.Context, active string, action access.Action) (*access.Patient, *portalPage, bool) {
+	pt, ok := p.signedIn(c)
+	if !ok {
+		return nil, nil, false
+	}
+	d := access.DecidePatient(*pt, action)
+	trailOf(c).decision = &d
+	return pt, p.newPage(c, active), true
+}
+
 // signedIn checks for a patient; without one it shows the sign-in page.
 func (p *portal) signedIn(c *gin.Context) (*access.Patient, bool) {
 	t := trailOf(c)
@@ -519,13 +531,10 @@ func resourceOfQuery(q string) string {
 }
 
 func (p *portal) log(c *gin.Context) {
-	pt, ok := p.signedIn(c)
+	pt, pg, ok := p.reading(c, "log", access.ReadAuditOwn)
 	if !ok {
 		return
 	}
-	pg := p.newPage(c, "log")
-	d := access.DecidePatient(*pt, access.ReadAuditOwn)
-	trailOf(c).decision = &d
 	pg.From, pg.To = c.Query("from"), c.Query("to")
 	// Accesses by others (every UZI identity carries a role code), newest
 	// first: the patient's own visits to the portal are not listed.
@@ -668,13 +677,10 @@ func performerIsPatient(body []byte, bsn string) bool {
 }
 
 func (p *portal) consent(c *gin.Context) {
-	pt, ok := p.signedIn(c)
+	pt, pg, ok := p.reading(c, "consent", access.ReadConsent)
 	if !ok {
 		return
 	}
-	pg := p.newPage(c, "consent")
-	d := access.DecidePatient(*pt, access.ReadConsent)
-	trailOf(c).decision = &d
 	rows, records, err := p.consentRows(c, pt, pg)
 	if err != nil {
 		p.fail(c, err)
@@ -705,13 +711,10 @@ func (p *portal) consentChange(c *gin.Context, get func(string) string, pg *port
 
 // confirm shows the confirmation step of a consent change.
 func (p *portal) confirm(c *gin.Context) {
-	pt, ok := p.signedIn(c)
+	_, pg, ok := p.reading(c, "consent", access.ReadConsent)
 	if !ok {
 		return
 	}
-	pg := p.newPage(c, "consent")
-	d := access.DecidePatient(*pt, access.ReadConsent)
-	trailOf(c).decision = &d
 	row, change, ok := p.consentChange(c, c.Query, pg)
 	if !ok {
 		return
