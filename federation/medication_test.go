@@ -417,11 +417,18 @@ func TestCircuitBreaker(t *testing.T) {
 // not open its breaker for everyone.
 func TestBreakerIgnoresRequesterCancel(t *testing.T) {
 	t.Parallel()
-	var hits atomic.Int32
-	slowOnce := func(next http.Handler) http.Handler {
+	var (
+		hits    atomic.Int32
+		holding atomic.Bool // while set, requests are held until the client leaves
+		arrived = make(chan struct{}, 8)
+	)
+	holding.Store(true)
+	hold := func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if hits.Add(1) <= 4 {
-				select { // the abandoned requests: hold until the client leaves
+			hits.Add(1)
+			if holding.Load() {
+				arrived <- struct{}{}
+				select {
 				case <-r.Context().Done():
 				case <-time.After(5 * time.Second):
 				}
@@ -430,13 +437,26 @@ func TestBreakerIgnoresRequesterCancel(t *testing.T) {
 			next.ServeHTTP(w, r)
 		})
 	}
-	e := mustEnv(t, envOptions{consents: []string{consent("")}, wrap: map[string]func(http.Handler) http.Handler{uraKruis: slowOnce},
+	e := mustEnv(t, envOptions{consents: []string{consent("")}, wrap: map[string]func(http.Handler) http.Handler{uraKruis: hold},
 		config: func(c *federation.Config) { c.BreakerFailures = 2; c.BreakerCooldown = time.Minute }})
 	for range 4 {
-		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-		_, _ = e.engine.MedicationDispenses(ctx, gp, testBSN, nil)
-		cancel()
+		// The requester hangs up once Het Kruis has the request.
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _ = e.engine.MedicationDispenses(ctx, gp, testBSN, nil)
+		}()
+		select {
+		case <-arrived:
+			cancel()
+			<-done
+		case <-done: // Het Kruis was not asked: its breaker is open
+			cancel()
+			t.Fatalf("Het Kruis was not asked (hits %d): its breaker opened on abandoned requests", hits.Load())
+		}
 	}
+	holding.Store(false)
 	res, err := e.engine.MedicationDispenses(context.Background(), gp, testBSN, nil)
 	if err != nil {
 		t.Fatal(err)
