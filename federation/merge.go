@@ -1,7 +1,6 @@
 package federation
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -187,82 +186,19 @@ func mergeSet(answers []answer, sortBy string) *Searchset {
 // modified).
 var searchMatch = &fhir.EntrySearch{Mode: "match"}
 
-// withSource sets meta.source of a resource, keeping its members in
-// their order (meta after id when it was absent), and reads its date
-// element sortBy (zero when absent or unreadable).
+// withSource sets meta.source of a resource (see fhir.WithMetaSource) and
+// reads its date element sortBy (zero when absent or unreadable).
 func withSource(raw json.RawMessage, base, sortBy string) (json.RawMessage, time.Time, error) {
-	members, err := objectMembers(raw)
+	out, date, err := fhir.WithMetaSource(raw, base, sortBy)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	meta := map[string]json.RawMessage{}
-	at := time.Time{}
-	metaAt := -1
-	for i, m := range members {
-		switch m.key {
-		case "meta":
-			if err := json.Unmarshal(m.value, &meta); err != nil {
-				return nil, time.Time{}, err
-			}
-			metaAt = i
-		case sortBy:
-			var s string
-			if json.Unmarshal(m.value, &s) == nil {
-				at = parseDate(s)
-			}
-		}
+	var at time.Time
+	var s string
+	if date != nil && json.Unmarshal(date, &s) == nil {
+		at = parseDate(s)
 	}
-	src, _ := json.Marshal(base)
-	meta["source"] = src
-	mv, err := json.Marshal(meta)
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	if metaAt >= 0 {
-		members[metaAt].value = mv
-	} else {
-		pos := min(len(members), 2) // after resourceType and id
-		members = slices.Insert(members, pos, member{"meta", mv})
-	}
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, m := range members {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		k, _ := json.Marshal(m.key)
-		b.Write(k)
-		b.WriteByte(':')
-		b.Write(m.value)
-	}
-	b.WriteByte('}')
-	return b.Bytes(), at, nil
-}
-
-type member struct {
-	key   string
-	value json.RawMessage
-}
-
-// objectMembers splits a JSON object into its members, in order.
-func objectMembers(raw []byte) ([]member, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, fmt.Errorf("not a JSON object")
-	}
-	var ms []member
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		ms = append(ms, member{tok.(string), v})
-	}
-	return ms, nil
+	return out, at, nil
 }
 
 // parseDate reads a FHIR dateTime at any of its precisions.

@@ -3,6 +3,7 @@ package fhir
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 )
@@ -78,8 +79,14 @@ type member struct {
 	val []byte
 }
 
+// writeMember writes a comma and mb.
 func writeMember(b *bytes.Buffer, mb member) {
 	b.WriteByte(',')
+	writeKeyValue(b, mb)
+}
+
+// writeKeyValue writes mb's key, a colon and its value.
+func writeKeyValue(b *bytes.Buffer, mb member) {
 	if plainKey(mb.key) {
 		b.WriteByte('"')
 		b.WriteString(mb.key)
@@ -199,4 +206,78 @@ func skipValue(b []byte, i int) int {
 		}
 		return i
 	}
+}
+
+// WithMetaSource returns a resource's JSON with meta.source set to source,
+// the other meta elements kept in their order, and the value of its
+// top-level member named dateKey ("" for none; nil when absent). The
+// other members keep their order byte for byte; meta, when absent, is
+// added after resourceType and id.
+//
+// raw must be valid JSON, as a json.Decoder or json.Unmarshal into a
+// json.RawMessage delivers it: like WithMeta it only splits the object
+// by byte spans, but it runs once for every resource of a federated
+// answer, so it leaves checking to the decoder that has already done it.
+func WithMetaSource(raw []byte, source, dateKey string) (out, date []byte, err error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, nil, Errorf(KindInvalid, "structure", "resource is not a JSON object")
+	}
+	members, err := splitObject(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	members = unique(members)
+	metaAt := -1
+	for i, mb := range members {
+		switch {
+		case mb.key == "meta":
+			metaAt = i
+		case dateKey != "" && mb.key == dateKey:
+			date = mb.val
+		}
+	}
+	var metaMembers []member
+	if metaAt >= 0 && members[metaAt].val[0] == '{' {
+		if metaMembers, err = splitObject(members[metaAt].val); err != nil {
+			return nil, nil, err
+		}
+		metaMembers = unique(metaMembers)
+	}
+	src := jsonString(source)
+	if i := slices.IndexFunc(metaMembers, func(m member) bool { return m.key == "source" }); i >= 0 {
+		metaMembers[i].val = src
+	} else {
+		metaMembers = append(metaMembers, member{key: "source", val: src})
+	}
+	var mb bytes.Buffer
+	mb.Grow(len(src) + 16)
+	writeObject(&mb, metaMembers)
+	meta := member{key: "meta", val: mb.Bytes()}
+	if metaAt >= 0 {
+		members[metaAt] = meta
+	} else {
+		at := 0
+		for at < len(members) && at < 2 && (members[at].key == "resourceType" || members[at].key == "id") {
+			at++
+		}
+		members = slices.Insert(members, at, meta)
+	}
+	var b bytes.Buffer
+	b.Grow(len(raw) + len(src) + 32)
+	writeObject(&b, members)
+	return b.Bytes(), date, nil
+}
+
+// writeObject writes members as a JSON object.
+func writeObject(b *bytes.Buffer, ms []member) {
+	b.WriteByte('{')
+	for i, m := range ms {
+		if i == 0 {
+			writeKeyValue(b, m)
+			continue
+		}
+		writeMember(b, m)
+	}
+	b.WriteByte('}')
 }
