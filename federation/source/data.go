@@ -271,7 +271,12 @@ func (l *loader) add(typ, id string, raw []byte, doc map[string]any, file string
 	if id == "" {
 		return fmt.Errorf("%s: a %s without an id cannot be served", file, typ)
 	}
-	r := &resource{typ: typ, id: id, raw: raw, file: file, patient: patientOf(typ, id, doc, resolve)}
+	// Served compact: the fixtures are written to be read by people.
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, raw); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	r := &resource{typ: typ, id: id, raw: compact.Bytes(), file: file, patient: patientOf(typ, id, doc, resolve)}
 	r.status, _ = doc["status"].(string)
 	if typ == "MedicationDispense" {
 		if s, ok := doc["whenHandedOver"].(string); ok {
