@@ -56,11 +56,8 @@ const (
 
 // entry is one resource of a source's searchset.
 type entry struct {
-	FullURL  string          `json:"fullUrl"`
-	Resource json.RawMessage `json:"resource"`
-	Search   *struct {
-		Mode string `json:"mode"`
-	} `json:"search"`
+	FullURL  string
+	Resource json.RawMessage
 }
 
 // outcome is the audit record's word for how the source did.
@@ -222,33 +219,92 @@ func (e *Engine) fetch(ctx context.Context, u string) ([]byte, error) {
 }
 
 // parseSearchset returns the match entries of a searchset and its next
-// link.
+// link. The answer is checked once (json.Valid) and then split by byte
+// spans: each resource is kept as the source wrote it, to be checked on
+// its own, and decoding the whole Bundle was a tenth of a federated
+// query's CPU.
 func parseSearchset(body []byte) (page, error) {
-	var b struct {
-		ResourceType string `json:"resourceType"`
-		Type         string `json:"type"`
-		Link         []struct {
-			Relation string `json:"relation"`
-			URL      string `json:"url"`
-		} `json:"link"`
-		Entry []entry `json:"entry"`
-	}
-	if err := json.Unmarshal(body, &b); err != nil || b.ResourceType != "Bundle" || b.Type != "searchset" {
+	if !json.Valid(body) {
 		return page{}, errGarbage
 	}
-	matches := b.Entry[:0]
-	for _, en := range b.Entry {
-		if en.Search == nil || en.Search.Mode == "" || en.Search.Mode == "match" {
-			matches = append(matches, en)
+	top, err := fhir.Members(body)
+	if err != nil {
+		return page{}, errGarbage
+	}
+	var p page
+	var isBundle, isSearchset bool
+	for _, m := range top {
+		switch m.Key {
+		case "resourceType":
+			s, _ := fhir.StringValue(m.Value)
+			isBundle = s == "Bundle"
+		case "type":
+			s, _ := fhir.StringValue(m.Value)
+			isSearchset = s == "searchset"
+		case "link":
+			var links []struct {
+				Relation string `json:"relation"`
+				URL      string `json:"url"`
+			}
+			if json.Unmarshal(m.Value, &links) != nil {
+				return page{}, errGarbage
+			}
+			for _, l := range links {
+				if l.Relation == "next" {
+					p.next = l.URL
+				}
+			}
+		case "entry":
+			if p.entries, err = matchEntries(m.Value); err != nil {
+				return page{}, errGarbage
+			}
 		}
 	}
-	p := page{entries: matches}
-	for _, l := range b.Link {
-		if l.Relation == "next" {
-			p.next = l.URL
-		}
+	if !isBundle || !isSearchset {
+		return page{}, errGarbage
 	}
 	return p, nil
+}
+
+// matchEntries returns the entries of a searchset's entry array whose
+// search.mode is match or absent (valid JSON, see parseSearchset).
+func matchEntries(list []byte) ([]entry, error) {
+	if string(list) == "null" {
+		return nil, nil
+	}
+	els, err := fhir.Elements(list)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]entry, 0, len(els))
+	for _, el := range els {
+		ms, err := fhir.Members(el)
+		if err != nil {
+			return nil, err
+		}
+		var en entry
+		mode := ""
+		for _, m := range ms {
+			switch m.Key {
+			case "fullUrl":
+				en.FullURL, _ = fhir.StringValue(m.Value)
+			case "resource":
+				en.Resource = m.Value
+			case "search":
+				var s struct {
+					Mode string `json:"mode"`
+				}
+				if json.Unmarshal(m.Value, &s) != nil {
+					return nil, errGarbage
+				}
+				mode = s.Mode
+			}
+		}
+		if mode == "" || mode == "match" {
+			out = append(out, en)
+		}
+	}
+	return out, nil
 }
 
 // breaker fails fast after threshold consecutive failures of a source,

@@ -94,21 +94,41 @@ func (e *Engine) check(ctx context.Context, a *answer, en *entry, typ string) ve
 		return unchecked
 	}
 	base := a.target.source.BaseURL
-	var r struct {
-		ResourceType string `json:"resourceType"`
-		ID           string `json:"id"`
-		Subject      struct {
-			Reference string `json:"reference"`
-		} `json:"subject"`
-	}
-	if err := json.Unmarshal(en.Resource, &r); err != nil || r.ResourceType != typ ||
-		en.FullURL != base+"/"+typ+"/"+r.ID || hasErrors(e.cfg.Validator.ValidateSourceResource(ctx, en.Resource)) {
+	rt, id, subject, ok := identity(en.Resource)
+	if !ok || rt != typ || en.FullURL != base+"/"+typ+"/"+id || hasErrors(e.cfg.Validator.ValidateSourceResource(ctx, en.Resource)) {
 		return invalidResource
 	}
-	if ref := r.Subject.Reference; ref != "Patient/"+a.target.patientID && ref != base+"/Patient/"+a.target.patientID {
+	if subject != "Patient/"+a.target.patientID && subject != base+"/Patient/"+a.target.patientID {
 		return otherPatient
 	}
 	return keep
+}
+
+// identity reads a resource's type, id and subject reference (ok false
+// when the resource is not an object or its type or id is not a string).
+func identity(raw json.RawMessage) (rt, id, subject string, ok bool) {
+	ms, err := fhir.Members(raw)
+	if err != nil {
+		return "", "", "", false
+	}
+	okType, okID := false, false
+	for _, m := range ms {
+		switch m.Key {
+		case "resourceType":
+			rt, okType = fhir.StringValue(m.Value)
+		case "id":
+			id, okID = fhir.StringValue(m.Value)
+		case "subject":
+			if sub, err := fhir.Members(m.Value); err == nil {
+				for _, sm := range sub {
+					if sm.Key == "reference" {
+						subject, _ = fhir.StringValue(sm.Value)
+					}
+				}
+			}
+		}
+	}
+	return rt, id, subject, okType && okID
 }
 
 func hasErrors(issues []fhir.Issue) bool {

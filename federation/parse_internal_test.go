@@ -1,0 +1,53 @@
+package federation
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+)
+
+// TestParseSearchset holds the span-splitting reader of a source's answer
+// to what the searchset means: match entries (search.mode match or
+// absent) in order, the next link, garbage for anything that is not a
+// searchset Bundle.
+func TestParseSearchset(t *testing.T) {
+	const md = `{"resourceType":"MedicationDispense","id":"1"}`
+	for _, tc := range []struct {
+		name, body string
+		want       page
+		err        error
+	}{
+		{"matches, outcome left out, next link",
+			`{"resourceType":"Bundle","type":"searchset","link":[{"relation":"self","url":"s"},{"relation":"next","url":"n"}],
+			  "entry":[{"fullUrl":"u1","resource":` + md + `,"search":{"mode":"match"}},
+			           {"fullUrl":"u2","resource":{"resourceType":"OperationOutcome"},"search":{"mode":"outcome"}},
+			           {"resource":` + md + `, "fullUrl" : "u3"}]}`,
+			page{entries: []entry{{FullURL: "u1", Resource: []byte(md)}, {FullURL: "u3", Resource: []byte(md)}}, next: "n"}, nil},
+		{"no entries", `{"type":"searchset","resourceType":"Bundle","total":0}`, page{}, nil},
+		{"entry null", `{"type":"searchset","resourceType":"Bundle","entry":null}`, page{}, nil},
+		{"a resource that is not an object is kept for the check to refuse",
+			`{"resourceType":"Bundle","type":"searchset","entry":[{"fullUrl":"u","resource":5}]}`,
+			page{entries: []entry{{FullURL: "u", Resource: []byte("5")}}}, nil},
+		{"not JSON", `<html>oops`, page{}, errGarbage},
+		{"truncated", `{"resourceType":"Bundle","type":"searchset","entry":[`, page{}, errGarbage},
+		{"not a Bundle", `{"resourceType":"OperationOutcome","type":"searchset"}`, page{}, errGarbage},
+		{"not a searchset", `{"resourceType":"Bundle","type":"document"}`, page{}, errGarbage},
+		{"an array", `[1]`, page{}, errGarbage},
+		{"an entry that is not an object", `{"resourceType":"Bundle","type":"searchset","entry":[1]}`, page{}, errGarbage},
+		{"links of the wrong shape", `{"resourceType":"Bundle","type":"searchset","link":{"url":1}}`, page{}, errGarbage},
+		{"a search of the wrong shape", `{"resourceType":"Bundle","type":"searchset","entry":[{"search":"match"}]}`, page{}, errGarbage},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseSearchset([]byte(tc.body))
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("error %v, want %v", err, tc.err)
+			}
+			if len(got.entries) == 0 {
+				got.entries = nil
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,77 @@
+package fhir
+
+import "errors"
+
+// Member is one member of a JSON object: its key, unescaped, and its
+// value as written.
+type Member struct {
+	Key   string
+	Value []byte
+}
+
+var (
+	errNotObject = errors.New("fhir: not a JSON object")
+	errNotArray  = errors.New("fhir: not a JSON array")
+)
+
+// Members splits a JSON object into its members, in order; of members
+// with the same key the last value is kept at the place of the first, as
+// decoders do. obj must be valid JSON (from a decoder, or checked with
+// json.Valid): Members finds the members by their byte spans and does
+// not check them again, which makes it several times cheaper than
+// decoding when only a few members are wanted.
+func Members(obj []byte) ([]Member, error) {
+	obj = trimSpace(obj)
+	if len(obj) == 0 || obj[0] != '{' {
+		return nil, errNotObject
+	}
+	ms, err := splitObject(obj)
+	if err != nil {
+		return nil, err
+	}
+	ms = unique(ms)
+	out := make([]Member, len(ms))
+	for i, m := range ms {
+		out[i] = Member{Key: m.key, Value: m.val}
+	}
+	return out, nil
+}
+
+// Elements splits a JSON array into its elements, as Members splits an
+// object (arr must be valid JSON).
+func Elements(arr []byte) ([][]byte, error) {
+	arr = trimSpace(arr)
+	if len(arr) == 0 || arr[0] != '[' {
+		return nil, errNotArray
+	}
+	var out [][]byte
+	for i := skipSpace(arr, 1); i < len(arr) && arr[i] != ']'; {
+		if arr[i] == ',' {
+			i = skipSpace(arr, i+1)
+			continue
+		}
+		end := skipValue(arr, i)
+		out = append(out, arr[i:end])
+		i = skipSpace(arr, end)
+	}
+	return out, nil
+}
+
+// StringValue returns the string a JSON value holds, and false when the
+// value is not a string.
+func StringValue(v []byte) (string, bool) {
+	v = trimSpace(v)
+	if len(v) < 2 || v[0] != '"' {
+		return "", false
+	}
+	s, err := unquote(v)
+	return s, err == nil
+}
+
+func trimSpace(b []byte) []byte {
+	b = b[skipSpace(b, 0):]
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
