@@ -1,9 +1,17 @@
 package federation
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
+
+	"github.com/schakelpunt/schakelpunt/fhir"
 )
 
 // TestParseSearchset holds the span-splitting reader of a source's answer
@@ -49,5 +57,35 @@ func TestParseSearchset(t *testing.T) {
 				t.Errorf("got %+v\nwant %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// BenchmarkParseSearchset reads a searchset of 20 typical dispenses.
+//
+//	go test ./federation -run '^$' -bench ParseSearchset
+func BenchmarkParseSearchset(b *testing.B) {
+	md, err := os.ReadFile(filepath.Join("..", "profiles", "testdata", "md-valid.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, md); err != nil {
+		b.Fatal(err)
+	}
+	bundle := fhir.NewBundle("searchset", time.Unix(0, 0))
+	for i := range 20 {
+		bundle.Entry = append(bundle.Entry, fhir.BundleEntry{FullURL: fmt.Sprintf("https://bron.example/fhir/MedicationDispense/%d", i),
+			Resource: compact.Bytes(), Search: &fhir.EntrySearch{Mode: "match"}})
+	}
+	body, err := bundle.Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		p, err := parseSearchset(body)
+		if err != nil || len(p.entries) != 20 {
+			b.Fatal(err, len(p.entries))
+		}
 	}
 }
