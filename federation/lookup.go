@@ -84,39 +84,54 @@ func (e *Engine) lookup(ctx context.Context, bsn, cat string) ([]target, error) 
 	return ts, nil
 }
 
-// consent splits targets into those the patient's consents permit for
-// the requester and the audit records of those they exclude. One
+// consents are a patient's consents as one query read them: parsed, or
+// the reason none may be relied on.
+type consents struct {
+	list    []access.Consent
+	problem string // "" or why every source is denied (with its audit word in word)
+	word    string
+	err     error
+}
+
+// readConsents reads and parses every consent of the patient. One
 // unparsable consent denies everything, and so do more consents than one
 // query reads (maxPerPatient).
-func (e *Engine) consent(ctx context.Context, p access.Principal, bsn, category string, ts []target, now time.Time) (permitted []target, excluded []audit.Source, reasons []string, err error) {
+func (e *Engine) readConsents(ctx context.Context, bsn string) consents {
 	rs, complete, err := e.searchAll(ctx, store.Query{Type: "Consent", Clauses: []fhir.Clause{{
 		Param: "patient", Strings: []string{fhir.TermRefIdentifier("patient", fhir.SystemBSN, bsn)},
 	}}})
 	if err != nil {
-		return nil, nil, nil, err
+		return consents{err: err}
 	}
 	if !complete {
 		// A consent left unread may be the one that withdraws.
-		reasons = append(reasons, fmt.Sprintf("the patient has more consents than one query reads (%d): denied", maxPerPatient))
-		for _, t := range ts {
-			excluded = append(excluded, notAsked(t, "too many consents"))
-		}
-		return nil, excluded, reasons, errNoPermittedSource
+		return consents{problem: fmt.Sprintf("the patient has more consents than one query reads (%d): denied", maxPerPatient), word: "too many consents"}
 	}
-	consents := make([]access.Consent, 0, len(rs))
+	cs := consents{list: make([]access.Consent, 0, len(rs))}
 	for _, r := range rs {
 		c, perr := access.ParseConsent(r.Body)
 		if perr != nil {
-			reasons = append(reasons, "a consent of this patient is invalid: denied")
-			for _, t := range ts {
-				excluded = append(excluded, notAsked(t, "invalid consent"))
-			}
-			return nil, excluded, reasons, errNoPermittedSource
+			return consents{problem: "a consent of this patient is invalid: denied", word: "invalid consent"}
 		}
-		consents = append(consents, c)
+		cs.list = append(cs.list, c)
+	}
+	return cs
+}
+
+// consent splits targets into those the patient's consents permit for
+// the requester and the audit records of those they exclude.
+func (e *Engine) consent(cs consents, p access.Principal, category string, ts []target, now time.Time) (permitted []target, excluded []audit.Source, reasons []string, err error) {
+	if cs.err != nil {
+		return nil, nil, nil, cs.err
+	}
+	if cs.problem != "" {
+		for _, t := range ts {
+			excluded = append(excluded, notAsked(t, cs.word))
+		}
+		return nil, excluded, []string{cs.problem}, errNoPermittedSource
 	}
 	for _, t := range ts {
-		d := access.DecideConsent(consents, access.ConsentRequest{Requester: p, Category: category, Source: t.source.URA, At: now})
+		d := access.DecideConsent(cs.list, access.ConsentRequest{Requester: p, Category: category, Source: t.source.URA, At: now})
 		for _, r := range d.Reasons {
 			reasons = append(reasons, t.source.Name+": "+r)
 		}
@@ -176,8 +191,12 @@ func (e *Engine) permitted(ctx context.Context, p access.Principal, bsn string, 
 		return nil, res, policy.Err()
 	}
 
-	// Look up: the sources that registered this BSN for the category.
+	// Look up the sources that registered this BSN for the category,
+	// and read the patient's consents meanwhile (two reads, at once).
+	read := make(chan consents, 1)
+	go func() { read <- e.readConsents(ctx, bsn) }()
 	targets, err := e.lookup(ctx, bsn, category)
+	cs := <-read
 	if err != nil {
 		return nil, res, err
 	}
@@ -186,7 +205,7 @@ func (e *Engine) permitted(ctx context.Context, p access.Principal, bsn string, 
 	}
 
 	// Decide: the patient's consent, per source.
-	asked, excluded, reasons, err := e.consent(ctx, p, bsn, loinc, targets, now)
+	asked, excluded, reasons, err := e.consent(cs, p, loinc, targets, now)
 	res.Reasons = append(res.Reasons, reasons...)
 	res.Sources = excluded
 	if err != nil {
