@@ -75,8 +75,8 @@ func (a *answer) outcome() string {
 
 // askAll asks every target in parallel, at most MaxParallel requests in
 // flight engine-wide, each within the per-source timeout and all within
-// the deadline, and checks each answer (check, under the request's ctx,
-// may be nil) as soon as it is in: the validation of one source's answer
+// the deadline, and checks each answer (check, within the deadline) as
+// soon as it is in: the validation of one source's answer
 // overlaps the wait for the others. It returns one answer per target, in
 // target order.
 func (e *Engine) askAll(ctx context.Context, ts []target, urlOf func(target) string, parse func(body []byte) (page, error), check func(context.Context, *answer)) []answer {
@@ -88,9 +88,7 @@ func (e *Engine) askAll(ctx context.Context, ts []target, urlOf func(target) str
 		answers[i] = answer{target: t, url: urlOf(t)}
 		wg.Go(func() {
 			e.ask(dctx, &answers[i], parse)
-			if check != nil {
-				check(dctx, &answers[i])
-			}
+			check(dctx, &answers[i])
 		})
 	}
 	wg.Wait()

@@ -25,12 +25,10 @@ func (e *Engine) GPSummary(ctx context.Context, p access.Principal, bsn string) 
 	// Ask: every permitted source in parallel, within the deadline.
 	answers := e.askAll(ctx, asked, func(t target) string {
 		return t.source.BaseURL + "/Patient/" + t.patientID + "/$summary"
-	}, parseDocument, nil)
-
-	// Validate each document and keep only those about the asked patient.
-	for i := range answers {
-		e.validateDocument(ctx, &answers[i])
-	}
+	}, parseDocument,
+		// Validate each document and keep only those about the asked
+		// patient, each source's as soon as it answered.
+		e.validateDocument)
 
 	// Merge: one document as it came, or a searchset of documents.
 	if len(answers) == 1 && len(answers[0].entries) == 1 && len(answers[0].issues) == 0 {
@@ -77,8 +75,15 @@ func (e *Engine) validateDocument(ctx context.Context, a *answer) {
 			} `json:"resource"`
 		} `json:"entry"`
 	}
+	invalid := json.Unmarshal(doc, &b) != nil || hasErrors(e.cfg.Validator.ValidateSourceResource(ctx, doc))
+	if ctx.Err() != nil {
+		// Nothing unchecked is shown: the source counts as too slow.
+		a.entries = nil
+		a.fail(errTimeout, "timeout", "could not be checked before the deadline")
+		return
+	}
 	switch {
-	case json.Unmarshal(doc, &b) != nil || hasErrors(e.cfg.Validator.ValidateSourceResource(ctx, doc)):
+	case invalid:
 		a.issues = append(a.issues, fhir.Issue{Severity: "warning", Code: "invalid", Diagnostics: "sent an invalid summary document, left out"})
 	case len(b.Entry) == 0 || b.Entry[0].Resource.ResourceType != "Composition" ||
 		(b.Entry[0].Resource.Subject.Reference != "Patient/"+a.target.patientID &&

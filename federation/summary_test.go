@@ -7,9 +7,25 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/schakelpunt/schakelpunt/access"
+	"github.com/schakelpunt/schakelpunt/federation"
+	"github.com/schakelpunt/schakelpunt/fhir"
 )
+
+// invalidDoc is a document Bundle whose Composition breaks R4 (no
+// status, an unknown element).
+var invalidDoc = []byte(`{"resourceType":"Bundle","type":"document","entry":[{"fullUrl":"urn:uuid:1","resource":{"resourceType":"Composition","subject":{"reference":"Patient/linde-1001"},"colour":"red"}}]}`)
+
+// stalling is a validator that never finishes before the query's
+// deadline.
+type stalling struct{}
+
+func (stalling) ValidateSourceResource(ctx context.Context, _ []byte) []fhir.Issue {
+	<-ctx.Done()
+	return []fhir.Issue{{Severity: "error", Code: "timeout", Diagnostics: "validation was cancelled"}}
+}
 
 func TestGPSummary(t *testing.T) {
 	t.Parallel()
@@ -36,6 +52,11 @@ func TestGPSummary(t *testing.T) {
 			wantType: "searchset", outcome: "error status"},
 		{name: "another patient", principal: gp, opts: envOptions{consents: summary, wrap: map[string]func(http.Handler) http.Handler{uraGP: otherDoc}},
 			wantType: "searchset", outcome: "ok, 1 dropped"},
+		{name: "invalid document", principal: gp, opts: envOptions{consents: summary, wrap: map[string]func(http.Handler) http.Handler{uraGP: respond(200, invalidDoc)}},
+			wantType: "searchset", outcome: "ok, 1 dropped"},
+		{name: "not checked before the deadline", principal: gp, opts: envOptions{consents: summary, config: func(c *federation.Config) {
+			c.Validator, c.Deadline = stalling{}, 300*time.Millisecond
+		}}, wantType: "searchset", outcome: "timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
