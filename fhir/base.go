@@ -147,11 +147,11 @@ type item struct {
 	done bool
 }
 
-func (w *walker) push(key string)  { w.path = append(w.path, pathSeg{key: key}) }
-func (w *walker) pushIndex(i int)  { w.path = append(w.path, pathSeg{idx: i}) }
-func (w *walker) pop()             { w.path = w.path[:len(w.path)-1] }
-func (w *walker) checking() bool   { return w.quiet == 0 }
-func (w *walker) google() bool     { return w.rules.google }
+func (w *walker) push(key string) { w.path = append(w.path, pathSeg{key: key}) }
+func (w *walker) pushIndex(i int) { w.path = append(w.path, pathSeg{idx: i}) }
+func (w *walker) pop()            { w.path = w.path[:len(w.path)-1] }
+func (w *walker) checking() bool  { return w.quiet == 0 }
+func (w *walker) google() bool    { return w.rules.google }
 func (w *walker) expression() string {
 	var b strings.Builder
 	b.WriteString(w.root)

@@ -103,7 +103,7 @@ type baseTable struct {
 	// relative reference to one fails normalisation.
 	stu3Only map[string]bool
 	// r4Ref: the resource types an R4 Reference has a typed id for.
-	r4Ref map[string]bool
+	r4Ref                       map[string]bool
 	codeRE, idRE, oidRE, uuidRE *regexp.Regexp
 }
 
