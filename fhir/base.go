@@ -66,9 +66,12 @@ func (c *Codec) Validate(body []byte, wantType string) (*Resource, error) {
 }
 
 func validateBase(body []byte, wantType string, rules baseRules) (*Resource, error) {
-	doc, err := decodeObject(body)
-	if err != nil {
-		return nil, err
+	doc, ok := decodeFast(body)
+	if !ok {
+		var err error
+		if doc, err = decodeObject(body); err != nil {
+			return nil, err
+		}
 	}
 	rt, _ := doc["resourceType"].(string)
 	if rt == "" {
