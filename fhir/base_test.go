@@ -222,4 +222,3 @@ func FuzzBaseValidation(f *testing.F) {
 		}
 	})
 }
-

@@ -33,7 +33,7 @@ type BaseValidator interface {
 // concurrent use.
 type Validator struct {
 	parser   Parser
-	base     BaseValidator // nil if parser is none
+	base     BaseValidator       // nil if parser is none
 	profiles map[string]*profile // by canonical URL
 	defs     []Definition        // sorted by URL
 	notes    map[string]note     // schema location → the constraint it checks
