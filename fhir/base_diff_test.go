@@ -27,7 +27,7 @@ import (
 // iterates Go maps, so on a few inputs (keys that fill the same field, such
 // as "given": [] and "_given": [{}]) its own verdict depends on the order it
 // meets the keys: a disagreement counts only if google/fhir gives the same
-// verdict on every one of 20 runs.
+// verdict on every one of 100 runs.
 
 // corpusFiles returns every JSON fixture of the repository and our
 // StructureDefinitions.
@@ -146,7 +146,7 @@ func differ(tb testing.TB, body []byte) string {
 	if d == "" {
 		return ""
 	}
-	for range 20 {
+	for range 100 {
 		if again := googleVerdict(tb, body); again.kind != g.kind || agree(again, o) == "" {
 			return ""
 		}

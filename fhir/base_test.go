@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -158,6 +159,70 @@ func TestBaseMatchers(t *testing.T) {
 			t.Errorf("validURI(%q) = %v, url.Parse: %v", s, validURI(s), err)
 		}
 	}
+}
+
+// google/fhir's patterns for date, dateTime, instant and time
+// (jsonformat/internal/jsonpbhelper).
+var (
+	googleDateRE     = regexp.MustCompile(`^-?[0-9]{4}(-(0[1-9]|1[0-2])(-(0[0-9]|[1-2][0-9]|3[0-1]))?)?$`)
+	googleDateTimeRE = regexp.MustCompile(`^-?[0-9]{4}(-(0[1-9]|1[0-2])(-(0[0-9]|[1-2][0-9]|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?$`)
+	googleInstantRE  = regexp.MustCompile(`^-?[0-9]{4}-(0[1-9]|1[0-2])-(0[0-9]|[1-2][0-9]|3[0-1])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))$`)
+	googleTimeRE     = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?$`)
+)
+
+// googleDate is google/fhir's reading of the four date types: the pattern,
+// then each layout it tries in turn.
+func googleDate(kind, s string) bool {
+	any := func(layouts ...string) bool {
+		for _, l := range layouts {
+			if parses(l, s) {
+				return true
+			}
+		}
+		return false
+	}
+	switch kind {
+	case "date":
+		return googleDateRE.MatchString(s) && any(layoutDay, layoutMonth, layoutYear)
+	case "dateTime":
+		return googleDateTimeRE.MatchString(s) && any(layoutSeconds, layoutSecondsUTC, layoutDay, layoutMonth, layoutYear)
+	case "instant":
+		return googleInstantRE.MatchString(s) && any(layoutSecondsUTC, layoutSeconds)
+	}
+	return googleTimeRE.MatchString(s) && any(layoutTime)
+}
+
+var dateSamples = []string{"", "2021", "0000", "-2021", "202", "20210", "2021-", "2021-1", "2021-00", "2021-01", "2021-12", "2021-13",
+	"2021-02-28", "2021-02-29", "2020-02-29", "2021-02-30", "2021-04-31", "2021-01-00", "2021-01-32", "2021-01-3", "2021-01-01T",
+	"2021-01-01T10:00:00Z", "2021-01-01T10:00:00", "2021-01-01T10:00Z", "2021-01-01T24:00:00Z", "2021-01-01T23:59:60Z",
+	"2021-01-01T10:00:00.Z", "2021-01-01T10:00:00.123456789123Z", "2021-01-01T10:00:00+01:00", "2021-01-01T10:00:00+14:00",
+	"2021-01-01T10:00:00+14:01", "2021-01-01T10:00:00-13:59", "2021-01-01T10:00:00+1:00", "2021-01-01T10:00:00+01:60",
+	"2021-01-01T10:00:00+0100", "2021-01-01T10:00:00z", "2021-02-30T10:00:00Z", "-2021-01-01T10:00:00Z", "2021-01T10:00:00Z",
+	"10:00:00", "10:00", "23:59:59.5", "24:00:00", "10:00:00.", "10:00:00Z", "1:00:00", "10:60:00", "2021-01-01T10:00:00.5+01:00x"}
+
+// TestBaseDates: the hand-written date matchers read as google/fhir does.
+func TestBaseDates(t *testing.T) {
+	for _, s := range dateSamples {
+		for kind, got := range map[string]bool{"date": validDate(s), "dateTime": validDateTime(s), "instant": validInstant(s), "time": validTime(s)} {
+			if want := googleDate(kind, s); got != want {
+				t.Errorf("%s %q: %v, google/fhir %v", kind, s, got, want)
+			}
+		}
+	}
+}
+
+// FuzzBaseDates compares the date matchers with google/fhir's reading.
+func FuzzBaseDates(f *testing.F) {
+	for _, s := range dateSamples {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for kind, got := range map[string]bool{"date": validDate(s), "dateTime": validDateTime(s), "instant": validInstant(s), "time": validTime(s)} {
+			if want := googleDate(kind, s); got != want {
+				t.Errorf("%s %q: %v, google/fhir %v", kind, s, got, want)
+			}
+		}
+	})
 }
 
 // TestDecodeFast: the fast decoder gives encoding/json's document, or
