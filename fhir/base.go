@@ -73,12 +73,9 @@ func validateBase(body []byte, wantType string, rules baseRules) (*Resource, err
 			return nil, err
 		}
 	}
-	rt, _ := doc["resourceType"].(string)
-	if rt == "" {
-		return nil, Errorf(KindInvalid, "structure", "resource has no resourceType").At("resourceType")
-	}
-	if wantType != "" && rt != wantType {
-		return nil, Errorf(KindInvalid, "invalid", "expected a %s resource, got %s", wantType, rt).At("resourceType")
+	rt, err := resourceType(doc, wantType)
+	if err != nil {
+		return nil, err
 	}
 	if !utf8.Valid(body) {
 		return nil, Errorf(KindInvalid, "value", "expected UTF-8 encoding")

@@ -130,19 +130,11 @@ func (d *jsonDecoder) object(depth int) (any, bool) {
 			return nil, false
 		}
 		d.pairs = append(d.pairs, jsonPair{k, v})
-		d.space()
-		if d.i >= len(d.s) {
+		if more, ok := d.next('}'); !ok {
 			return nil, false
+		} else if !more {
+			break
 		}
-		if d.s[d.i] == ',' {
-			d.i++
-			continue
-		}
-		if d.s[d.i] != '}' {
-			return nil, false
-		}
-		d.i++
-		break
 	}
 	m := make(map[string]any, len(d.pairs)-base)
 	for _, p := range d.pairs[base:] {
@@ -171,25 +163,34 @@ func (d *jsonDecoder) array(depth int) (any, bool) {
 			return nil, false
 		}
 		d.items = append(d.items, v)
-		d.space()
-		if d.i >= len(d.s) {
+		if more, ok := d.next(']'); !ok {
 			return nil, false
+		} else if !more {
+			break
 		}
-		if d.s[d.i] == ',' {
-			d.i++
-			continue
-		}
-		if d.s[d.i] != ']' {
-			return nil, false
-		}
-		d.i++
-		break
 	}
 	a := make([]any, len(d.items)-base)
 	copy(a, d.items[base:])
 	clear(d.items[base:])
 	d.items = d.items[:base]
 	return a, true
+}
+
+// next reads what follows a member or element: a comma (more) or the
+// closing bracket.
+func (d *jsonDecoder) next(closing byte) (more, ok bool) {
+	d.space()
+	switch {
+	case d.i >= len(d.s):
+		return false, false
+	case d.s[d.i] == ',':
+		d.i++
+		return true, true
+	case d.s[d.i] == closing:
+		d.i++
+		return false, true
+	}
+	return false, false
 }
 
 // number reads a JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
