@@ -130,7 +130,7 @@ func (w *walker) reset() {
 	w.invalid, w.unprocessable = w.invalid[:0], w.unprocessable[:0]
 }
 
-// pathSeg is one step of the path: a key, or an index when key is "".
+// pathSeg is one step of the path: a key (idx < 0), or an index.
 // The _ of a primitive's extension key is dropped, unless raw (a key that
 // is no element).
 type pathSeg struct {
@@ -147,7 +147,7 @@ type item struct {
 	done bool
 }
 
-func (w *walker) push(key string) { w.path = append(w.path, pathSeg{key: key}) }
+func (w *walker) push(key string) { w.path = append(w.path, pathSeg{key: key, idx: -1}) }
 func (w *walker) pushIndex(i int) { w.path = append(w.path, pathSeg{idx: i}) }
 func (w *walker) pop()            { w.path = w.path[:len(w.path)-1] }
 func (w *walker) checking() bool  { return w.quiet == 0 }
@@ -156,7 +156,7 @@ func (w *walker) expression() string {
 	var b strings.Builder
 	b.WriteString(w.root)
 	for _, s := range w.path {
-		if s.key == "" {
+		if s.idx >= 0 {
 			b.WriteByte('[')
 			b.WriteString(strconv.Itoa(s.idx))
 			b.WriteByte(']')
@@ -271,7 +271,7 @@ func (w *walker) collect(t *btype, obj map[string]any, resource bool) {
 		}
 		fk, ok := t.lookup(k)
 		if !ok {
-			w.path = append(w.path, pathSeg{key: k, raw: true})
+			w.path = append(w.path, pathSeg{key: k, idx: -1, raw: true})
 			w.readError("structure", "unknown element "+strconv.Quote(k))
 			w.pop()
 			continue

@@ -29,7 +29,7 @@ type walker struct {
 	issues []fhir.Issue
 }
 
-// seg is a step of the path: a key, or an array index when key is "".
+// seg is a step of the path: a key (idx < 0), or an array index.
 type seg struct {
 	key string
 	idx int
@@ -38,7 +38,7 @@ type seg struct {
 func (w *walker) add(severity, diagnostics string, segs ...string) {
 	p := make([]string, 0, len(w.segs)+len(segs))
 	for _, s := range w.segs {
-		if s.key == "" {
+		if s.idx >= 0 {
 			p = append(p, strconv.Itoa(s.idx))
 		} else {
 			p = append(p, s.key)
@@ -57,7 +57,7 @@ func (w *walker) walk(v any) {
 			w.periods(k, val)
 			switch val.(type) {
 			case map[string]any, []any:
-				w.segs = append(w.segs, seg{key: k})
+				w.segs = append(w.segs, seg{key: k, idx: -1})
 				w.walk(val)
 				w.segs = w.segs[:len(w.segs)-1]
 			}
