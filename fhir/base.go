@@ -77,9 +77,6 @@ func validateBase(body []byte, wantType string, rules baseRules) (*Resource, err
 	if err != nil {
 		return nil, err
 	}
-	if !utf8.Valid(body) {
-		return nil, Errorf(KindInvalid, "value", "expected UTF-8 encoding")
-	}
 	t, err := loadBaseTable()
 	if err != nil {
 		return nil, &Error{Kind: KindFault, Issues: []Issue{{Severity: "error", Code: "exception", Diagnostics: "internal error"}}, Err: err}
@@ -90,6 +87,12 @@ func validateBase(body []byte, wantType string, rules baseRules) (*Resource, err
 	}
 	w := walkers.Get().(*walker)
 	w.t, w.rules, w.root = t, rules, rt
+	if !utf8.Valid(body) {
+		// encoding/json made each bad byte U+FFFD: the strings with one
+		// are reported where they are.
+		w.badUTF8 = true
+		w.invalid = append(w.invalid, Issue{Severity: "error", Code: "value", Diagnostics: "expected UTF-8 encoding"})
+	}
 	w.object(typ, doc, nil, 0, true)
 	var out error
 	switch {
@@ -110,11 +113,12 @@ func validateBase(body []byte, wantType string, rules baseRules) (*Resource, err
 var walkers = sync.Pool{New: func() any { return &walker{} }}
 
 type walker struct {
-	t     *baseTable
-	rules baseRules
-	root  string
-	path  []pathSeg
-	items []item
+	t       *baseTable
+	rules   baseRules
+	root    string
+	badUTF8 bool // the body is not UTF-8
+	path    []pathSeg
+	items   []item
 	// quiet counts the reasons the validation pass does not see where the
 	// walk is: in a contained resource (a protobuf Any in google/fhir, which
 	// its validation pass does not enter), or in the reference string of a
@@ -126,7 +130,7 @@ type walker struct {
 }
 
 func (w *walker) reset() {
-	w.t, w.root, w.path, w.items, w.quiet, w.refNorm = nil, "", w.path[:0], w.items[:0], 0, false
+	w.t, w.root, w.path, w.items, w.quiet, w.refNorm, w.badUTF8 = nil, "", w.path[:0], w.items[:0], 0, false, false
 	w.invalid, w.unprocessable = w.invalid[:0], w.unprocessable[:0]
 }
 
@@ -642,6 +646,9 @@ func primName(p primKind) string {
 // parsePrimitiveType does, and returns what is wrong ("" for nothing).
 func (w *walker) readPrimitive(t *btype, v any) string {
 	s, isString := v.(string)
+	if isString && w.badUTF8 && strings.ContainsRune(s, utf8.RuneError) {
+		return "expected UTF-8 encoding"
+	}
 	switch t.prim {
 	case pBoolean:
 		if _, ok := v.(bool); ok {
