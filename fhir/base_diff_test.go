@@ -96,8 +96,12 @@ func ourVerdict(body []byte) verdict {
 }
 
 // normaliseExpression makes google/fhir's and our paths comparable: no _
-// on primitive extensions, no resource type after contained[i] or resource.
+// on primitive extensions, no resource type after contained[i] or resource,
+// U+FFFD for invalid UTF-8.
 func normaliseExpression(e string) string {
+	// google/fhir keeps a key's invalid UTF-8; encoding/json (ours) makes
+	// it U+FFFD.
+	e = strings.ToValidUTF8(e, "\uFFFD")
 	segs := strings.Split(e, ".")
 	out := segs[:0]
 	for i, s := range segs {
