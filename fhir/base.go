@@ -87,12 +87,10 @@ func validateBase(body []byte, wantType string, rules baseRules) (*Resource, err
 	}
 	w := walkers.Get().(*walker)
 	w.t, w.rules, w.root = t, rules, rt
-	if !utf8.Valid(body) {
-		// encoding/json made each bad byte U+FFFD: the strings with one
-		// are reported where they are.
-		w.badUTF8 = true
-		w.invalid = append(w.invalid, Issue{Severity: "error", Code: "value", Diagnostics: "expected UTF-8 encoding"})
-	}
+	// encoding/json made each bad byte U+FFFD: the strings with one are
+	// reported where they are (a key with one is no element). Like
+	// google/fhir, the walk does not see a duplicate key's earlier value.
+	w.badUTF8 = !utf8.Valid(body)
 	w.object(typ, doc, nil, 0, true)
 	var out error
 	switch {

@@ -97,7 +97,7 @@ func TestBaseVerdicts(t *testing.T) {
 		{"resourceType unknown", `{"resourceType":"Foo"}`, KindInvalid, "value", "resourceType"},
 		{"resourceType missing", `{"id":"a"}`, KindInvalid, "structure", "resourceType"},
 		{"not JSON", `{"resourceType":`, KindInvalid, "structure", ""},
-		{"invalid UTF-8", "{\"resourceType\":\"Patient\",\"id\":\"\xff\"}", KindInvalid, "value", ""},
+		{"invalid UTF-8", "{\"resourceType\":\"Patient\",\"id\":\"\xff\"}", KindInvalid, "value", "Patient.id"},
 		{"too deep", `{"resourceType":"Patient","extension":[` + strings.Repeat(`{"url":"x","extension":[`, 70) + strings.Repeat(`]}`, 70) + `]}`, KindInvalid, "value", ""},
 	}
 	for _, tt := range tests {
