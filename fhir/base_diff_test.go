@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // The differential test: Validate (base.go) against google/fhir's
@@ -101,7 +102,15 @@ func ourVerdict(body []byte) verdict {
 func normaliseExpression(e string) string {
 	// google/fhir keeps a key's invalid UTF-8; encoding/json (ours) makes
 	// it U+FFFD.
-	e = strings.ToValidUTF8(e, "\uFFFD")
+	if !utf8.ValidString(e) {
+		var b strings.Builder
+		for i := 0; i < len(e); {
+			r, n := utf8.DecodeRuneInString(e[i:])
+			b.WriteRune(r)
+			i += n
+		}
+		e = b.String()
+	}
 	segs := strings.Split(e, ".")
 	out := segs[:0]
 	for i, s := range segs {
