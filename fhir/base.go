@@ -362,7 +362,7 @@ func (w *walker) single(ft *bfield, group []item, dots int) {
 		w.checkValue(t, value, valued)
 		return
 	}
-	w.element(ft, t, group[0].key, group[0].val, nil, dots)
+	w.element(ft, t, group[0].key, group[0].val, dots)
 }
 
 // repeated reads a field that holds an array (and its _extension array, or
@@ -383,7 +383,7 @@ func (w *walker) repeated(ft *bfield, group []item, dots int) bool {
 	present := false
 	for _, a := range lists {
 		if len(a) != n {
-			w.readError("value", "the arrays of a primitive element and its extensions differ in length")
+			w.readError("value", "the arrays given for this element (its values and its _extensions, or case variants of its name) differ in length")
 			return true
 		}
 		present = present || len(a) > 0
@@ -394,7 +394,7 @@ func (w *walker) repeated(ft *bfield, group []item, dots int) bool {
 		if t.kind == kPrimitive {
 			w.primitiveElement(t, group, lists, i, dots)
 		} else if len(lists) == 1 {
-			w.element(ft, t, group[0].key, lists[0][i], nil, dots)
+			w.element(ft, t, group[0].key, lists[0][i], dots)
 		} else {
 			w.mergedElement(ft, t, group, lists, i, dots)
 		}
@@ -446,14 +446,14 @@ func (w *walker) mergedElement(ft *bfield, t *btype, group []item, lists [][]any
 		objs = append(objs, o)
 	}
 	if t.kind != kComplex && t.kind != kReference {
-		w.element(ft, t, group[0].key, objs[0], nil, dots)
+		w.element(ft, t, group[0].key, objs[0], dots)
 		return
 	}
 	w.object(t, objs[0], objs[1:], dots, false)
 }
 
 // element reads one value of a complex, reference or resource type.
-func (w *walker) element(ft *bfield, t *btype, key string, v any, _ []map[string]any, dots int) {
+func (w *walker) element(ft *bfield, t *btype, key string, v any, dots int) {
 	obj, ok := v.(map[string]any)
 	if !ok {
 		w.readError("value", "expected a JSON object")
@@ -565,11 +565,10 @@ func relativeType(s string) (typ, history string, ok bool) {
 	if !ok {
 		return "", "", false
 	}
-	id, rest, more := strings.Cut(rest, "/")
+	_, rest, more := strings.Cut(rest, "/")
 	if !more {
 		return typ, "", true
 	}
-	_ = id
 	h, version, ok := strings.Cut(rest, "/")
 	if !ok || h != "_history" || strings.Contains(version, "/") {
 		return "", "", false
