@@ -83,12 +83,9 @@ func (c *Codec) Parse(body []byte, wantType string) (*Resource, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt, _ := doc["resourceType"].(string)
-	if rt == "" {
-		return nil, Errorf(KindInvalid, "structure", "resource has no resourceType").At("resourceType")
-	}
-	if wantType != "" && rt != wantType {
-		return nil, Errorf(KindInvalid, "invalid", "expected a %s resource, got %s", wantType, rt).At("resourceType")
+	rt, err := resourceType(doc, wantType)
+	if err != nil {
+		return nil, err
 	}
 	col := &collector{}
 	if _, err := c.u.UnmarshalWithErrorReporter(body, col); err != nil {
@@ -105,6 +102,19 @@ func (c *Codec) Parse(body []byte, wantType string) (*Resource, error) {
 	}
 	id, _ := doc["id"].(string)
 	return &Resource{Type: rt, ID: id, Raw: body, Doc: doc}, nil
+}
+
+// resourceType returns doc's resourceType, which must be wantType unless
+// that is empty.
+func resourceType(doc map[string]any, wantType string) (string, error) {
+	rt, _ := doc["resourceType"].(string)
+	if rt == "" {
+		return "", Errorf(KindInvalid, "structure", "resource has no resourceType").At("resourceType")
+	}
+	if wantType != "" && rt != wantType {
+		return "", Errorf(KindInvalid, "invalid", "expected a %s resource, got %s", wantType, rt).At("resourceType")
+	}
+	return rt, nil
 }
 
 // decodeObject decodes a JSON object with numbers kept as json.Number.

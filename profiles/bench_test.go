@@ -75,3 +75,28 @@ func BenchmarkProfileOnly(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkValidateSource is what a federated query pays per resource a
+// source returns: ValidateSourceResource, base R4 validation (the codec's
+// fast walk when it has one) and our MedicationDispense profile, the JSON
+// decoded once.
+func BenchmarkValidateSource(b *testing.B) {
+	v := MustNewValidator(b)
+	ctx := context.Background()
+	for _, f := range benchFixtures {
+		b.Run(f.name, func(b *testing.B) {
+			body := mustRead(b, f.file)
+			if issues := v.ValidateSourceResource(ctx, body); len(issues) > 0 {
+				b.Fatalf("fixture does not validate: %+v", issues)
+			}
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if issues := v.ValidateSourceResource(ctx, body); len(issues) > 0 {
+					b.Fatal(issues)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "resources/s")
+		})
+	}
+}

@@ -25,30 +25,51 @@ func invariants(doc map[string]any, root string) []fhir.Issue {
 
 type walker struct {
 	root   string
-	segs   []string
+	segs   []seg // the path to the value being walked
 	issues []fhir.Issue
 }
 
-func (w *walker) add(severity, diagnostics string, segs ...string) {
-	p := append(append([]string(nil), w.segs...), segs...)
-	w.issues = append(w.issues, fhir.Issue{Severity: severity, Code: "invariant", Diagnostics: diagnostics,
-		Expression: []string{segmentsPath(w.root, p)}})
+// seg is a step of the path: a key (idx < 0), or an array index.
+type seg struct {
+	key string
+	idx int
 }
 
+func (w *walker) add(severity, diagnostics string, segs ...string) {
+	p := make([]string, 0, len(w.segs)+len(segs))
+	for _, s := range w.segs {
+		if s.idx >= 0 {
+			p = append(p, strconv.Itoa(s.idx))
+		} else {
+			p = append(p, s.key)
+		}
+	}
+	w.issues = append(w.issues, fhir.Issue{Severity: severity, Code: "invariant", Diagnostics: diagnostics,
+		Expression: []string{segmentsPath(w.root, append(p, segs...))}})
+}
+
+// walk visits the objects within v (the checks look at objects only).
 func (w *walker) walk(v any) {
 	switch x := v.(type) {
 	case map[string]any:
 		w.object(x)
 		for k, val := range x {
-			w.segs = append(w.segs, k)
-			w.walk(val)
-			w.segs = w.segs[:len(w.segs)-1]
+			w.periods(k, val)
+			switch val.(type) {
+			case map[string]any, []any:
+				w.segs = append(w.segs, seg{key: k, idx: -1})
+				w.walk(val)
+				w.segs = w.segs[:len(w.segs)-1]
+			}
 		}
 	case []any:
 		for i, it := range x {
-			w.segs = append(w.segs, strconv.Itoa(i))
-			w.walk(it)
-			w.segs = w.segs[:len(w.segs)-1]
+			switch it.(type) {
+			case map[string]any, []any:
+				w.segs = append(w.segs, seg{idx: i})
+				w.walk(it)
+				w.segs = w.segs[:len(w.segs)-1]
+			}
 		}
 	}
 }
@@ -69,18 +90,20 @@ func (w *walker) object(x map[string]any) {
 	if x["resourceType"] == "Consent" && x["policy"] == nil && x["policyRule"] == nil {
 		w.add("warning", "ppc-1: a Consent should name a policy or a policyRule (R4 invariant ppc-1)")
 	}
-	for k, val := range x {
-		if k != "period" && !strings.HasSuffix(k, "Period") {
-			continue
-		}
-		switch p := val.(type) {
-		case map[string]any:
-			w.period(p, k)
-		case []any:
-			for i, it := range p {
-				if pm, ok := it.(map[string]any); ok {
-					w.period(pm, k, strconv.Itoa(i))
-				}
+}
+
+// periods checks the Period (or Periods) under key k.
+func (w *walker) periods(k string, val any) {
+	if k != "period" && !strings.HasSuffix(k, "Period") {
+		return
+	}
+	switch p := val.(type) {
+	case map[string]any:
+		w.period(p, k)
+	case []any:
+		for i, it := range p {
+			if pm, ok := it.(map[string]any); ok {
+				w.period(pm, k, strconv.Itoa(i))
 			}
 		}
 	}
