@@ -54,10 +54,14 @@ const (
 	sourceMaxPages = 4
 )
 
-// entry is one resource of a source's searchset.
+// entry is one resource of a source's answer.
 type entry struct {
 	FullURL  string
-	Resource json.RawMessage
+	Resource json.RawMessage // as the source sent it
+	// Once checked and kept: the resource as shown (meta.source set)
+	// and its date for the merge's order (zero when it has none).
+	shown json.RawMessage
+	at    time.Time
 }
 
 // outcome is the audit record's word for how the source did.

@@ -53,7 +53,7 @@ func (e *Engine) MedicationDispenses(ctx context.Context, p access.Principal, bs
 		func(ctx context.Context, a *answer) { e.validate(ctx, a, "MedicationDispense") })
 
 	// Merge: one searchset, newest dispense first, outcomes apart.
-	res.Searchset = mergeSet(answers, "whenHandedOver")
+	res.Searchset = mergeSet(answers)
 	res.Count = len(res.Searchset.Matches)
 
 	// Record: what each source returned, for the AuditEvent.

@@ -3,7 +3,6 @@ package federation
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"slices"
@@ -88,29 +87,34 @@ const (
 )
 
 // check judges one entry of a: its type, its fullUrl, the validator, and
-// its subject.
+// its subject. An entry it keeps is made ready for the merge: meta.source
+// set and its whenHandedOver read, from the same split of its members.
 func (e *Engine) check(ctx context.Context, a *answer, en *entry, typ string) verdict {
 	if ctx.Err() != nil {
 		return unchecked
 	}
 	base := a.target.source.BaseURL
-	rt, id, subject, ok := identity(en.Resource)
+	ms, err := fhir.Members(en.Resource)
+	if err != nil {
+		return invalidResource
+	}
+	rt, id, subject, ok := identity(ms)
 	if !ok || rt != typ || en.FullURL != base+"/"+typ+"/"+id || hasErrors(e.cfg.Validator.ValidateSourceResource(ctx, en.Resource)) {
 		return invalidResource
 	}
 	if subject != "Patient/"+a.target.patientID && subject != base+"/Patient/"+a.target.patientID {
 		return otherPatient
 	}
+	if en.shown, err = fhir.SetMetaSource(ms, base); err != nil {
+		return invalidResource // cannot happen: a validated object
+	}
+	en.at = dateOf(ms, "whenHandedOver")
 	return keep
 }
 
-// identity reads a resource's type, id and subject reference (ok false
-// when the resource is not an object or its type or id is not a string).
-func identity(raw json.RawMessage) (rt, id, subject string, ok bool) {
-	ms, err := fhir.Members(raw)
-	if err != nil {
-		return "", "", "", false
-	}
+// identity reads a resource's type, id and subject reference from its
+// members (ok false when its type or id is not a string).
+func identity(ms []fhir.Member) (rt, id, subject string, ok bool) {
 	okType, okID := false, false
 	for _, m := range ms {
 		switch m.Key {
@@ -131,6 +135,17 @@ func identity(raw json.RawMessage) (rt, id, subject string, ok bool) {
 	return rt, id, subject, okType && okID
 }
 
+// dateOf reads the dateTime member key (zero when absent or unreadable).
+func dateOf(ms []fhir.Member, key string) time.Time {
+	for _, m := range ms {
+		if m.Key == key {
+			s, _ := fhir.StringValue(m.Value)
+			return parseDate(s)
+		}
+	}
+	return time.Time{}
+}
+
 func hasErrors(issues []fhir.Issue) bool {
 	return slices.ContainsFunc(issues, func(i fhir.Issue) bool { return i.Severity == "error" || i.Severity == "fatal" })
 }
@@ -149,19 +164,19 @@ type Searchset struct {
 	Outcomes []fhir.BundleEntry
 }
 
-// merge builds the searchset: the kept resources, each with meta.source
-// set to its source's base URL, newest first by the date element sortBy
-// (undated last), then one outcome entry per source that had a problem.
-func merge(answers []answer, now time.Time, sortBy string) (*fhir.Bundle, int) {
-	set := mergeSet(answers, sortBy)
+// merge builds the searchset: the kept resources (as shown: meta.source
+// set to their source's base URL by the check), newest first (undated
+// last), then one outcome entry per source that had a problem.
+func merge(answers []answer, now time.Time) (*fhir.Bundle, int) {
+	set := mergeSet(answers)
 	b := fhir.NewBundle("searchset", now)
 	b.Entry = append(append(b.Entry, set.Matches...), set.Outcomes...)
 	return b, len(set.Matches)
 }
 
-// mergeSet merges the answers into a Searchset, newest first by the
-// date element sortBy (undated last, ties by fullUrl).
-func mergeSet(answers []answer, sortBy string) *Searchset {
+// mergeSet merges the checked answers into a Searchset, newest first
+// (undated last, ties by fullUrl).
+func mergeSet(answers []answer) *Searchset {
 	type dated struct {
 		fhir.BundleEntry
 		ura string
@@ -175,11 +190,7 @@ func mergeSet(answers []answer, sortBy string) *Searchset {
 	var outcomes []fhir.BundleEntry
 	for _, a := range answers {
 		for _, en := range a.entries {
-			res, at, err := withSource(en.Resource, a.target.source.BaseURL, sortBy)
-			if err != nil {
-				continue // cannot happen: validated JSON object
-			}
-			matches = append(matches, dated{fhir.BundleEntry{FullURL: en.FullURL, Resource: res, Search: searchMatch}, a.target.source.URA, at})
+			matches = append(matches, dated{fhir.BundleEntry{FullURL: en.FullURL, Resource: en.shown, Search: searchMatch}, a.target.source.URA, en.at})
 		}
 		if len(a.issues) > 0 {
 			issues := slices.Clone(a.issues)
@@ -205,21 +216,6 @@ func mergeSet(answers []answer, sortBy string) *Searchset {
 // searchMatch is the search element of every match entry (never
 // modified).
 var searchMatch = &fhir.EntrySearch{Mode: "match"}
-
-// withSource sets meta.source of a resource (see fhir.WithMetaSource) and
-// reads its date element sortBy (zero when absent or unreadable).
-func withSource(raw json.RawMessage, base, sortBy string) (json.RawMessage, time.Time, error) {
-	out, date, err := fhir.WithMetaSource(raw, base, sortBy)
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	var at time.Time
-	var s string
-	if date != nil && json.Unmarshal(date, &s) == nil {
-		at = parseDate(s)
-	}
-	return out, at, nil
-}
 
 // parseDate reads a FHIR dateTime at any of its precisions.
 func parseDate(s string) time.Time {

@@ -34,7 +34,7 @@ func (e *Engine) GPSummary(ctx context.Context, p access.Principal, bsn string) 
 	if len(answers) == 1 && len(answers[0].entries) == 1 && len(answers[0].issues) == 0 {
 		res.Bundle, res.Count = answers[0].entries[0].Resource, 1
 	} else {
-		bundle, count := merge(answers, e.cfg.Now(), "timestamp")
+		bundle, count := merge(answers, e.cfg.Now())
 		if res.Bundle, err = bundle.Marshal(); err != nil {
 			return res, fmt.Errorf("federation: %w", err)
 		}
@@ -75,7 +75,10 @@ func (e *Engine) validateDocument(ctx context.Context, a *answer) {
 			} `json:"resource"`
 		} `json:"entry"`
 	}
-	invalid := json.Unmarshal(doc, &b) != nil || hasErrors(e.cfg.Validator.ValidateSourceResource(ctx, doc))
+	// Read as shown in a searchset of documents (meta.source set), should
+	// there be more than one.
+	shown, date, err := fhir.WithMetaSource(doc, a.target.source.BaseURL, "timestamp")
+	invalid := err != nil || json.Unmarshal(doc, &b) != nil || hasErrors(e.cfg.Validator.ValidateSourceResource(ctx, doc))
 	if ctx.Err() != nil {
 		// Nothing unchecked is shown: the source counts as too slow.
 		a.entries = nil
@@ -90,6 +93,8 @@ func (e *Engine) validateDocument(ctx context.Context, a *answer) {
 			b.Entry[0].Resource.Subject.Reference != a.target.source.BaseURL+"/Patient/"+a.target.patientID):
 		a.issues = append(a.issues, fhir.Issue{Severity: "warning", Code: "security", Diagnostics: "sent a summary about another patient, left out"})
 	default:
+		ts, _ := fhir.StringValue(date)
+		a.entries[0].shown, a.entries[0].at = shown, parseDate(ts)
 		return
 	}
 	a.entries, a.dropped = nil, 1

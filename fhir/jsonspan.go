@@ -29,12 +29,7 @@ func Members(obj []byte) ([]Member, error) {
 	if err != nil {
 		return nil, err
 	}
-	ms = unique(ms)
-	out := make([]Member, len(ms))
-	for i, m := range ms {
-		out[i] = Member{Key: m.key, Value: m.val}
-	}
-	return out, nil
+	return unique(ms), nil
 }
 
 // Elements splits a JSON array into its elements, as Members splits an

@@ -25,14 +25,14 @@ func WithMeta(raw []byte, m Meta) ([]byte, error) {
 		return nil, err
 	}
 	var rt []byte
-	var metaMembers []member // of every "meta" object, in order
+	var metaMembers []Member // of every "meta" object, in order
 	for _, mb := range members {
-		switch mb.key {
+		switch mb.Key {
 		case "resourceType":
-			rt = mb.val
+			rt = mb.Value
 		case "meta":
-			if mb.val[0] == '{' {
-				mm, err := splitObject(mb.val)
+			if mb.Value[0] == '{' {
+				mm, err := splitObject(mb.Value)
 				if err != nil {
 					return nil, err
 				}
@@ -55,14 +55,14 @@ func WithMeta(raw []byte, m Meta) ([]byte, error) {
 	b.WriteString(FormatInstant(m.LastUpdated))
 	b.WriteByte('"')
 	for _, mm := range unique(metaMembers) {
-		if mm.key == "versionId" || mm.key == "lastUpdated" {
+		if mm.Key == "versionId" || mm.Key == "lastUpdated" {
 			continue
 		}
 		writeMember(&b, mm)
 	}
 	b.WriteByte('}')
 	for _, mb := range members {
-		switch mb.key {
+		switch mb.Key {
 		case "resourceType", "id", "meta":
 			continue
 		}
@@ -72,30 +72,23 @@ func WithMeta(raw []byte, m Meta) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// member is one member of a JSON object: its key, unescaped, and the
-// bytes of its value.
-type member struct {
-	key string
-	val []byte
-}
-
 // writeMember writes a comma and mb.
-func writeMember(b *bytes.Buffer, mb member) {
+func writeMember(b *bytes.Buffer, mb Member) {
 	b.WriteByte(',')
 	writeKeyValue(b, mb)
 }
 
 // writeKeyValue writes mb's key, a colon and its value.
-func writeKeyValue(b *bytes.Buffer, mb member) {
-	if plainKey(mb.key) {
+func writeKeyValue(b *bytes.Buffer, mb Member) {
+	if plainKey(mb.Key) {
 		b.WriteByte('"')
-		b.WriteString(mb.key)
+		b.WriteString(mb.Key)
 		b.WriteByte('"')
 	} else {
-		b.Write(jsonString(mb.key))
+		b.Write(jsonString(mb.Key))
 	}
 	b.WriteByte(':')
-	b.Write(mb.val)
+	b.Write(mb.Value)
 }
 
 // plainKey reports whether key needs no escaping in JSON (FHIR element
@@ -112,15 +105,15 @@ func plainKey(key string) bool {
 // unique keeps, of members with the same key, the last value at the
 // place of the first (what decoding into a map and keeping the first
 // key order gives).
-func unique(ms []member) []member {
+func unique(ms []Member) []Member {
 	at := make(map[string]int, len(ms))
 	out := ms[:0:0]
 	for _, m := range ms {
-		if i, ok := at[m.key]; ok {
-			out[i].val = m.val
+		if i, ok := at[m.Key]; ok {
+			out[i].Value = m.Value
 			continue
 		}
-		at[m.key] = len(out)
+		at[m.Key] = len(out)
 		out = append(out, m)
 	}
 	return out
@@ -128,8 +121,8 @@ func unique(ms []member) []member {
 
 // splitObject splits a valid JSON object (checked with json.Valid by the
 // caller) into its members.
-func splitObject(obj []byte) ([]member, error) {
-	ms := make([]member, 0, 16)
+func splitObject(obj []byte) ([]Member, error) {
+	ms := make([]Member, 0, 16)
 	i := skipSpace(obj, 1)
 	for i < len(obj) && obj[i] != '}' {
 		if obj[i] == ',' {
@@ -144,7 +137,7 @@ func splitObject(obj []byte) ([]member, error) {
 		i = skipSpace(obj, end)
 		i = skipSpace(obj, i+1) // the colon
 		vend := skipValue(obj, i)
-		ms = append(ms, member{key: key, val: obj[i:vend]})
+		ms = append(ms, Member{Key: key, Value: obj[i:vend]})
 		i = skipSpace(obj, vend)
 	}
 	return ms, nil
@@ -216,69 +209,70 @@ func skipValue(b []byte, i int) int {
 	}
 }
 
-// WithMetaSource returns a resource's JSON with meta.source set to source,
-// the other meta elements kept in their order, and the value of its
-// top-level member named dateKey ("" for none; nil when absent). The
-// other members keep their order byte for byte; meta, when absent, is
-// added after resourceType and id.
-//
-// raw must be valid JSON, as a json.Decoder or json.Unmarshal into a
-// json.RawMessage delivers it: like WithMeta it only splits the object
-// by byte spans, but it runs once for every resource of a federated
-// answer, so it leaves checking to the decoder that has already done it.
+// WithMetaSource returns a resource's JSON with meta.source set to source
+// (see SetMetaSource) and the value of its top-level member named dateKey
+// ("" for none; nil when absent). raw must be valid JSON, as for Members.
 func WithMetaSource(raw []byte, source, dateKey string) (out, date []byte, err error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '{' {
-		return nil, nil, Errorf(KindInvalid, "structure", "resource is not a JSON object")
-	}
-	members, err := splitObject(raw)
+	ms, err := Members(raw)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, Errorf(KindInvalid, "structure", "resource is not a JSON object").Wrap(err)
 	}
-	members = unique(members)
-	metaAt := -1
-	for i, mb := range members {
-		switch {
-		case mb.key == "meta":
-			metaAt = i
-		case dateKey != "" && mb.key == dateKey:
-			date = mb.val
+	for _, m := range ms {
+		if dateKey != "" && m.Key == dateKey {
+			date = m.Value
 		}
 	}
-	var metaMembers []member
-	if metaAt >= 0 && members[metaAt].val[0] == '{' {
-		if metaMembers, err = splitObject(members[metaAt].val); err != nil {
-			return nil, nil, err
+	out, err = SetMetaSource(ms, source)
+	return out, date, err
+}
+
+// SetMetaSource writes the object of members ms (from Members) with
+// meta.source set to source, the other meta elements kept in their order.
+// The other members keep their order byte for byte; meta, when absent, is
+// added after resourceType and id. Like WithMeta it only splits meta by
+// byte spans: it runs once for every resource of a federated answer.
+func SetMetaSource(ms []Member, source string) ([]byte, error) {
+	metaAt := slices.IndexFunc(ms, func(m Member) bool { return m.Key == "meta" })
+	var metaMembers []Member
+	if metaAt >= 0 && ms[metaAt].Value[0] == '{' {
+		var err error
+		if metaMembers, err = splitObject(ms[metaAt].Value); err != nil {
+			return nil, err
 		}
 		metaMembers = unique(metaMembers)
 	}
 	src := jsonString(source)
-	if i := slices.IndexFunc(metaMembers, func(m member) bool { return m.key == "source" }); i >= 0 {
-		metaMembers[i].val = src
+	if i := slices.IndexFunc(metaMembers, func(m Member) bool { return m.Key == "source" }); i >= 0 {
+		metaMembers[i].Value = src
 	} else {
-		metaMembers = append(metaMembers, member{key: "source", val: src})
+		metaMembers = append(metaMembers, Member{Key: "source", Value: src})
 	}
 	var mb bytes.Buffer
 	mb.Grow(len(src) + 16)
 	writeObject(&mb, metaMembers)
-	meta := member{key: "meta", val: mb.Bytes()}
+	meta := Member{Key: "meta", Value: mb.Bytes()}
+	out := slices.Clone(ms)
 	if metaAt >= 0 {
-		members[metaAt] = meta
+		out[metaAt] = meta
 	} else {
 		at := 0
-		for at < len(members) && at < 2 && (members[at].key == "resourceType" || members[at].key == "id") {
+		for at < len(out) && at < 2 && (out[at].Key == "resourceType" || out[at].Key == "id") {
 			at++
 		}
-		members = slices.Insert(members, at, meta)
+		out = slices.Insert(out, at, meta)
+	}
+	size := 2
+	for _, m := range out {
+		size += len(m.Key) + len(m.Value) + 4
 	}
 	var b bytes.Buffer
-	b.Grow(len(raw) + len(src) + 32)
-	writeObject(&b, members)
-	return b.Bytes(), date, nil
+	b.Grow(size)
+	writeObject(&b, out)
+	return b.Bytes(), nil
 }
 
 // writeObject writes members as a JSON object.
-func writeObject(b *bytes.Buffer, ms []member) {
+func writeObject(b *bytes.Buffer, ms []Member) {
 	b.WriteByte('{')
 	for i, m := range ms {
 		if i == 0 {
