@@ -13,6 +13,8 @@ import (
 // readStmts are prepared on the read pool.
 type readStmts struct {
 	ping, read, vread, listed *sql.Stmt
+	scanAudit, readAudit      *sql.Stmt
+	auditRow, auditUpdated    *sql.Stmt
 	all                       []*sql.Stmt
 }
 
@@ -26,6 +28,10 @@ func (r *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 			WHERE c.type = ? AND c.id = ?`},
 		{&r.vread, `SELECT updated, deleted, body FROM versions WHERE type = ? AND id = ? AND version = ?`},
 		{&r.listed, `SELECT COUNT(*) FROM sortparams WHERE type = ? AND param = ?`},
+		{&r.scanAudit, `SELECT seq, prev, hash, id, updated, body FROM audit_chain WHERE seq > ? ORDER BY seq LIMIT ?`},
+		{&r.readAudit, `SELECT updated, body FROM audit_chain WHERE id = ?`},
+		{&r.auditRow, `SELECT id, updated, sortdate, terms FROM audit_chain WHERE seq = ?`},
+		{&r.auditUpdated, `SELECT updated FROM audit_chain WHERE seq >= ? ORDER BY seq LIMIT 1`},
 	} {
 		st, err := db.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -50,6 +56,11 @@ func (s *Store) Read(ctx context.Context, typ, id string) (store.Resource, error
 	}
 	r := store.Resource{Type: typ, ID: id}
 	var updated int64
+	if typ == auditType {
+		r.Version = 1
+		err := s.rst.readAudit.QueryRowContext(ctx, id).Scan(&updated, &r.Body)
+		return s.found(r, updated, err, "read")
+	}
 	err := s.rst.read.QueryRowContext(ctx, typ, id).Scan(&r.Version, &updated, &r.Deleted, &r.Body)
 	return s.found(r, updated, err, "read")
 }
@@ -61,6 +72,13 @@ func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (store
 	}
 	r := store.Resource{Type: typ, ID: id, Version: version}
 	var updated int64
+	if typ == auditType {
+		err := sql.ErrNoRows // an AuditEvent has one version
+		if version == 1 {
+			err = s.rst.readAudit.QueryRowContext(ctx, id).Scan(&updated, &r.Body)
+		}
+		return s.found(r, updated, err, "vread")
+	}
 	err := s.rst.vread.QueryRowContext(ctx, typ, id, version).Scan(&updated, &r.Deleted, &r.Body)
 	return s.found(r, updated, err, "vread")
 }
@@ -90,7 +108,7 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]store.Reso
 		args  []any
 		order = "updated DESC"
 	)
-	if q.Type != "" {
+	if q.Type != "" && q.Type != auditType {
 		where = append(where, "type = ?")
 		args = append(args, q.Type)
 		if q.ID != "" {
@@ -104,10 +122,35 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]store.Reso
 		args = append(args, micros(q.Since))
 	}
 	var b strings.Builder
-	b.WriteString("SELECT type, id, version, updated, deleted, body FROM versions")
-	if len(where) > 0 {
-		b.WriteString(" WHERE ")
-		b.WriteString(strings.Join(where, " AND "))
+	if q.Type != auditType {
+		b.WriteString("SELECT type, id, version, updated, deleted, body FROM versions")
+		if len(where) > 0 {
+			b.WriteString(" WHERE ")
+			b.WriteString(strings.Join(where, " AND "))
+		}
+	}
+	if q.Type == "" || q.Type == auditType {
+		// AuditEvents live in audit_chain (one version each), where seq
+		// order is lastUpdated order: since becomes a bound on seq.
+		if q.Type == "" {
+			b.WriteString(" UNION ALL ")
+		}
+		b.WriteString("SELECT 'AuditEvent' AS type, id, 1 AS version, updated, 0 AS deleted, body FROM audit_chain WHERE seq >= ?")
+		from := int64(0)
+		if !q.Since.IsZero() {
+			var err error
+			if from, err = s.auditSeqSince(ctx, micros(q.Since)); err != nil {
+				return nil, err
+			}
+		}
+		args = append(args, from)
+		if q.ID != "" {
+			b.WriteString(" AND id = ?")
+			args = append(args, q.ID)
+		}
+	}
+	if q.Type == auditType {
+		order = "seq DESC"
 	}
 	b.WriteString(" ORDER BY ")
 	b.WriteString(order)

@@ -69,7 +69,7 @@ type Options struct {
 	Now func() time.Time
 }
 
-const schemaVersion = 1
+const schemaVersion = 2
 
 // Defaults of Options.
 const (
@@ -206,7 +206,7 @@ func (s *Store) openWriter(ctx context.Context, opts Options) error {
 	if err := migrate(ctx, conn); err != nil {
 		return err
 	}
-	if err := conn.QueryRowContext(ctx, "SELECT COALESCE(MAX(updated), 0) FROM versions").Scan(&s.last); err != nil {
+	if err := conn.QueryRowContext(ctx, "SELECT MAX(COALESCE((SELECT MAX(updated) FROM versions), 0), COALESCE((SELECT MAX(updated) FROM audit_chain), 0))").Scan(&s.last); err != nil {
 		return fmt.Errorf("sqlite: last update: %w", err)
 	}
 	return s.wst.prepare(ctx, conn)
@@ -285,16 +285,9 @@ var schema = []string{
 		id    TEXT    NOT NULL,
 		PRIMARY KEY (type, param, key, id)
 	) WITHOUT ROWID`,
-	// The audit hash chain (see audit.go): one row per AuditEvent in
-	// chain order, and the head and retention checkpoint.
-	`CREATE TABLE audit_chain (
-		seq      INTEGER PRIMARY KEY,
-		id       TEXT    NOT NULL,
-		prev     TEXT    NOT NULL,
-		hash     TEXT    NOT NULL,
-		recorded INTEGER NOT NULL
-	)`,
-	`CREATE INDEX audit_chain_recorded ON audit_chain (recorded)`,
+	// The audit log (see auditrows.go), then its head and retention
+	// checkpoint (audit_marks).
+	auditSchema[0], auditSchema[1], auditSchema[2], auditSchema[3],
 	`CREATE TABLE audit_marks (
 		name TEXT PRIMARY KEY,
 		seq  INTEGER NOT NULL,
@@ -307,8 +300,36 @@ var schema = []string{
 	) WITHOUT ROWID`,
 }
 
-// migrate creates the schema in a new database and refuses one written by
-// a newer release.
+// auditSchema is the audit log of schema version 2 (see auditrows.go).
+var auditSchema = []string{
+	`CREATE TABLE audit_chain (
+		seq      INTEGER PRIMARY KEY,
+		id       TEXT    NOT NULL UNIQUE,
+		updated  INTEGER NOT NULL,
+		recorded INTEGER NOT NULL,
+		sortdate INTEGER NOT NULL,
+		prev     TEXT    NOT NULL,
+		hash     TEXT    NOT NULL,
+		terms    BLOB    NOT NULL,
+		body     BLOB    NOT NULL
+	)`,
+	`CREATE INDEX audit_chain_date ON audit_chain (sortdate, id)`,
+	`CREATE TABLE audit_index (
+		key  INTEGER NOT NULL,
+		seq  INTEGER NOT NULL,
+		seqs BLOB    NOT NULL,
+		PRIMARY KEY (key, seq)
+	) WITHOUT ROWID`,
+	`CREATE TABLE audit_batches (
+		first INTEGER PRIMARY KEY,
+		last  INTEGER NOT NULL,
+		keys  BLOB    NOT NULL
+	)`,
+}
+
+// migrate creates the schema in a new database, moves the audit log of a
+// version 1 database into the layout of version 2 (see migrateAudit), and
+// refuses a database written by a newer release.
 func migrate(ctx context.Context, conn *sql.Conn) error {
 	var v int
 	if err := conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
@@ -319,6 +340,8 @@ func migrate(ctx context.Context, conn *sql.Conn) error {
 		return nil
 	case v > schemaVersion:
 		return fmt.Errorf("sqlite: database schema version %d is newer than this release (%d)", v, schemaVersion)
+	case v == 1:
+		return migrateAudit(ctx, conn)
 	}
 	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("sqlite: create schema: %w", err)
