@@ -18,7 +18,9 @@ type AuditRecord struct {
 	Prev     string
 	Hash     string
 	Recorded time.Time
-	Write    Write // Type AuditEvent; the body carries the chain link too
+	// Write is the AuditEvent: JSON as package audit marshals it, without
+	// meta (the store stamps it), carrying the chain link too.
+	Write Write
 }
 
 // AuditEntry is an AuditRecord as stored.

@@ -4,12 +4,15 @@ package sqlite
 // purge spans several chunks with few events (quick under -race).
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/schakelpunt/schakelpunt/store"
 	"github.com/schakelpunt/schakelpunt/store/storetest"
@@ -126,4 +129,56 @@ func dumpTable(t *testing.T, s *Store, table string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// The writer's stamp of an audit body (meta spliced in after the id) is
+// byte for byte store.Stamp's, and bodies of any other shape go through
+// store.Stamp itself.
+func TestAuditStampAsStamp(t *testing.T) {
+	at := time.Date(2026, 11, 22, 10, 15, 2, 123456000, time.UTC)
+	rec := storetest.NewAuditRecords(t, store.ChainHead{}, 1)[0]
+	body := string(rec.Write.Body)
+	rest := strings.TrimPrefix(body, `{"resourceType":"AuditEvent","id":"ae-1",`)
+	for _, tc := range []struct {
+		name string
+		body string
+		fast bool
+	}{
+		{"as package audit writes it", body, true},
+		{"an id that needs escaping", `{"resourceType":"AuditEvent","id":"a\"\u003cb\u003e",` + rest, true},
+		{"an id escaped otherwise than store.Stamp does", `{"resourceType":"AuditEvent","id":"a\"<b>",` + rest, false},
+		{"white space", `{"resourceType":"AuditEvent","id":"ae-1", ` + rest, false},
+		{"white space between members", strings.Replace(body, `,"action"`, `, "action"`, 1), false},
+		{"meta of its own", `{"resourceType":"AuditEvent","id":"ae-1","meta":{"source":"x"},` + rest, false},
+		{"a second id", `{"resourceType":"AuditEvent","id":"ae-1","id":"other",` + rest, false},
+		{"a second resourceType", `{"resourceType":"AuditEvent","id":"ae-1",` + strings.TrimSuffix(rest, "}") + `,"resourceType":"Patient"}`, false},
+		{"an escaped key", `{"resourceType":"AuditEvent","id":"ae-1","\u0069d":"x",` + rest, false},
+		{"another id first", strings.Replace(body, `"id":"ae-1"`, `"id":"other"`, 1), false},
+		{"no id", `{"resourceType":"AuditEvent",` + rest, false},
+		{"id not second", `{"id":"ae-1","resourceType":"AuditEvent",` + rest, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := rec.Write
+			w.Body = []byte(tc.body)
+			if strings.HasPrefix(tc.name, "an id") {
+				w.ID = "a\"<b>"
+			}
+			row := auditRow{rec: store.AuditRecord{Write: w}}
+			row.head, row.tail = splitForMeta(w.ID, w.Body)
+			if (row.head != nil) != tc.fast {
+				t.Fatalf("fast stamp %v, want %v", row.head != nil, tc.fast)
+			}
+			got, err := stampAudit(&row, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _, err := store.Stamp(w, 1, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want.Body) {
+				t.Fatalf("stamped\n got %s\nwant %s", got, want.Body)
+			}
+		})
+	}
 }
