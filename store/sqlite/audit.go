@@ -57,8 +57,16 @@ func (s *Store) applyAudit(ctx context.Context, rows []auditRow) error {
 			return err
 		}
 	}
-	if err := s.insertPostings(ctx, rows); err != nil {
-		return err
+	if s.tailLost {
+		if err := s.loadTail(ctx); err != nil {
+			return err
+		}
+	}
+	s.tail.add(rows)
+	if s.tail.events() >= flushEvents {
+		if err := s.flushPostings(ctx); err != nil {
+			return err
+		}
 	}
 	return setMark(ctx, s.wconn, "head", seq, prev)
 }
@@ -87,34 +95,6 @@ func (s *Store) insertAuditRows(ctx context.Context, rows []auditRow) error {
 			return fmt.Errorf("sqlite: audit record %d: an AuditEvent id is taken: %w", rows[0].rec.Seq, store.ErrExists)
 		}
 		return fmt.Errorf("sqlite: audit record %d: %w", rows[0].rec.Seq, err)
-	}
-	return nil
-}
-
-// insertPostings writes the postings of one append, one row per distinct
-// key, and lists them in audit_batches for retention.
-func (s *Store) insertPostings(ctx context.Context, rows []auditRow) error {
-	keys, seqs := postingsOf(rows)
-	firsts := make([]int64, len(keys))
-	for i := 0; i < len(keys); i += rowsPerInsert {
-		n := min(rowsPerInsert, len(keys)-i)
-		args := s.wargs[:0]
-		for j := i; j < i+n; j++ {
-			firsts[j] = seqs[j][0]
-			args = append(args, keys[j], seqs[j][0], encodeSeqs(seqs[j]))
-		}
-		st, err := s.wst.multi(ctx, s.wconn, &s.wst.insPosting, n, postingInsert, postingRow)
-		if err == nil {
-			_, err = st.ExecContext(ctx, args...)
-		}
-		clear(args)
-		s.wargs = args[:0]
-		if err != nil {
-			return fmt.Errorf("sqlite: audit postings: %w", err)
-		}
-	}
-	if _, err := s.wst.insBatch.ExecContext(ctx, rows[0].rec.Seq, rows[len(rows)-1].rec.Seq, encodeBatchKeys(keys, firsts)); err != nil {
-		return fmt.Errorf("sqlite: audit batch: %w", err)
 	}
 	return nil
 }

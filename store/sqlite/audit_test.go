@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/schakelpunt/schakelpunt/fhir"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,16 +30,65 @@ func mustOpenAudit(t *testing.T, path string) *Store {
 }
 
 func TestAuditContract(t *testing.T) {
-	defer func(n int) { purgeChunk = n }(purgeChunk)
+	defer func(n, f int) { purgeChunk, flushEvents = n, f }(purgeChunk, flushEvents)
 	purgeChunk = 100
-	storetest.RunAuditWith(t, storetest.Harness{
-		Open: func(t *testing.T) store.Store {
-			return mustOpenAudit(t, filepath.Join(t.TempDir(), "schakelpunt.db"))
-		},
-		Reopen: func(t *testing.T, closed store.Store) store.Store {
-			return mustOpenAudit(t, closed.(*Store).Path())
-		},
-	}, storetest.AuditOptions{PurgeEvents: 450})
+	// Postings flushed now and then (7 events), and only at Close.
+	for _, flush := range []int{7, 1 << 30} {
+		t.Run(fmt.Sprint("flush ", flush), func(t *testing.T) {
+			flushEvents = flush
+			storetest.RunAuditWith(t, storetest.Harness{
+				Open: func(t *testing.T) store.Store {
+					return mustOpenAudit(t, filepath.Join(t.TempDir(), "schakelpunt.db"))
+				},
+				Reopen: func(t *testing.T, closed store.Store) store.Store {
+					return mustOpenAudit(t, closed.(*Store).Path())
+				},
+			}, storetest.AuditOptions{PurgeEvents: 450})
+		})
+	}
+}
+
+// Postings not yet flushed are gathered again from the events' terms when
+// the store opens after a crash (a copy of the files taken while it is
+// open, as a crash leaves them).
+func TestAuditPostingsAfterCrash(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpenAudit(t, filepath.Join(dir, "schakelpunt.db"))
+	defer s.Close()
+	ctx := context.Background()
+	recs := storetest.NewAuditRecords(t, store.ChainHead{}, 12)
+	if err := s.AppendAudit(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(dumpTable(t, s, "audit_index")); n != 0 {
+		t.Fatalf("%d postings written before %d events gathered", n, flushEvents)
+	}
+	crashed := filepath.Join(dir, "crashed.db")
+	for _, suffix := range []string{"", "-wal"} {
+		b, err := os.ReadFile(s.Path() + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(crashed+suffix, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := mustOpenAudit(t, crashed)
+	defer c.Close()
+	for _, st := range []*Store{s, c} {
+		sr, err := fhir.ParseSearch("AuditEvent", []fhir.Param{{Name: "patient:identifier", Value: fhir.SystemBSN + "|999911120"}}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := store.Query{Type: "AuditEvent", Clauses: sr.Clauses}
+		seqs, driven, err := st.auditDriver(ctx, q)
+		if err != nil || !driven || len(seqs) != 4 {
+			t.Fatalf("postings of a patient: %v, driven %v, %v; want 4", seqs, driven, err)
+		}
+		if n, err := st.Count(ctx, q); err != nil || n != 4 {
+			t.Fatalf("count %d, %v; want 4", n, err)
+		}
+	}
 }
 
 // A batch refused for a taken id leaves nothing behind: no event, no

@@ -335,6 +335,9 @@ func (s *Store) auditPostings(ctx context.Context, ids []string, keys []int64, l
 			}
 			return rows.Err()
 		}()
+		for _, seq := range s.tail.seqs(buf[:0], k) {
+			add(seq)
+		}
 		if err != nil {
 			return nil, s.readErr("search plan", err)
 		}

@@ -36,7 +36,8 @@ func migrateAudit(ctx context.Context, conn *sql.Conn) (err error) {
 			return err
 		}
 	}
-	for after := int64(0); ; {
+	var after int64
+	for {
 		rows, err := migrateRows(ctx, conn, after)
 		if err != nil {
 			return err
@@ -48,6 +49,10 @@ func migrateAudit(ctx context.Context, conn *sql.Conn) (err error) {
 			return err
 		}
 		after = rows[len(rows)-1].rec.Seq
+	}
+	// Every migrated event has its postings on disk.
+	if _, err := conn.ExecContext(ctx, `INSERT INTO audit_marks (name, seq, hash) VALUES ('indexed', ?, '')`, after); err != nil {
+		return err
 	}
 	for _, stmt := range []string{
 		`DELETE FROM terms WHERE type = 'AuditEvent'`,

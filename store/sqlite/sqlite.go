@@ -93,8 +93,16 @@ type Store struct {
 	queue   chan *op
 	batch   int
 	stopped chan struct{}
-	last    int64 // last assigned lastUpdated (µs); writer goroutine only
-	wargs   []any // argument buffer; writer goroutine only
+	// Postings not yet flushed (see postings.go); tailLost (writer
+	// goroutine only) says that a rollback may have undone a flush.
+	tail     postTail
+	tailLost bool
+	// The checkpointer (see checkpoint.go).
+	ckdb     *sql.DB
+	ckSignal chan struct{}
+	ckDone   chan struct{}
+	last     int64 // last assigned lastUpdated (µs); writer goroutine only
+	wargs    []any // argument buffer; writer goroutine only
 
 	// Sort keys (see sortkeys.go); writer goroutine only.
 	sortParams map[string][]string // type → its date parameters
@@ -145,13 +153,15 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		opts.Now = time.Now
 	}
 	s := &Store{
-		log:     opts.Logger.With("store", "sqlite"),
-		path:    path,
-		now:     opts.Now,
-		batch:   opts.BatchSize,
-		queue:   make(chan *op, opts.QueueSize),
-		stopped: make(chan struct{}),
-		stmts:   map[string]*sql.Stmt{},
+		log:      opts.Logger.With("store", "sqlite"),
+		path:     path,
+		now:      opts.Now,
+		batch:    opts.BatchSize,
+		queue:    make(chan *op, opts.QueueSize),
+		stopped:  make(chan struct{}),
+		ckSignal: make(chan struct{}, 1),
+		ckDone:   make(chan struct{}),
+		stmts:    map[string]*sql.Stmt{},
 
 		sortParams: map[string][]string{},
 		driveLimit: driveLimit,
@@ -164,7 +174,12 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.closeDBs()
 		return nil, err
 	}
+	if err := s.openCheckpointer(opts); err != nil {
+		s.closeDBs()
+		return nil, err
+	}
 	go s.run()
+	go s.checkpoints()
 	s.log.Info("store opened", "path", path)
 	return s, nil
 }
@@ -209,7 +224,10 @@ func (s *Store) openWriter(ctx context.Context, opts Options) error {
 	if err := conn.QueryRowContext(ctx, "SELECT MAX(COALESCE((SELECT MAX(updated) FROM versions), 0), COALESCE((SELECT MAX(updated) FROM audit_chain), 0))").Scan(&s.last); err != nil {
 		return fmt.Errorf("sqlite: last update: %w", err)
 	}
-	return s.wst.prepare(ctx, conn)
+	if err := s.wst.prepare(ctx, conn); err != nil {
+		return err
+	}
+	return s.loadTail(ctx)
 }
 
 func (s *Store) openReaders(ctx context.Context, opts Options) error {
@@ -383,9 +401,14 @@ func (s *Store) Close() error {
 		s.isClosed.Store(true)
 		close(s.queue)
 		s.mu.Unlock()
-		<-s.stopped
-
 		var errs []error
+		<-s.stopped
+		if err := s.flushTail(); err != nil {
+			errs = append(errs, err)
+		}
+		close(s.ckSignal)
+		<-s.ckDone
+
 		ctx := context.Background()
 		if _, err := s.wconn.ExecContext(ctx, "PRAGMA optimize"); err != nil {
 			errs = append(errs, fmt.Errorf("sqlite: optimize: %w", err))
@@ -410,6 +433,9 @@ func (s *Store) Close() error {
 		if err := s.wdb.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("sqlite: close writer: %w", err))
 		}
+		if err := s.ckdb.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("sqlite: close checkpointer: %w", err))
+		}
 		s.closeErr = errors.Join(errs...)
 		s.log.Info("store closed", "path", s.path)
 	})
@@ -419,6 +445,11 @@ func (s *Store) Close() error {
 // closeDBs closes what a failed Open opened.
 func (s *Store) closeDBs() error {
 	var errs []error
+	if s.ckdb != nil {
+		if err := s.ckdb.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("sqlite: close checkpointer: %w", err))
+		}
+	}
 	if s.rdb != nil {
 		if err := s.rdb.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("sqlite: close readers: %w", err))

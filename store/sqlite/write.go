@@ -143,6 +143,7 @@ func (s *Store) commit(batch []*op) {
 		if _, err := s.wst.commit.ExecContext(ctx); err != nil {
 			s.log.Error("commit failed", "writes", len(batch), "err", err)
 			s.listed = nil
+			s.tailLost = true
 			if _, rerr := s.wst.rollback.ExecContext(ctx); rerr != nil {
 				s.log.Error("rollback failed", "err", rerr)
 			}
@@ -150,6 +151,10 @@ func (s *Store) commit(batch []*op) {
 		}
 	}
 	s.log.Debug("write batch", "writes", len(batch), "took", time.Since(start))
+	select {
+	case s.ckSignal <- struct{}{}: // wake the checkpointer
+	default:
+	}
 	for i, o := range batch {
 		o.done <- results[i]
 	}
@@ -176,6 +181,9 @@ func (s *Store) applyOne(ctx context.Context, o *op) result {
 	if err != nil {
 		if !refused(err) {
 			s.listed = nil // it may list what the rollback undoes
+		}
+		if o.kind == opAudit {
+			s.tailLost = true // it may have flushed postings the rollback undoes
 		}
 		if _, rerr := s.wst.rollbackTo.ExecContext(ctx); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("sqlite: rollback to savepoint: %w", rerr))
