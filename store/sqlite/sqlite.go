@@ -97,10 +97,6 @@ type Store struct {
 	// goroutine only) says that a rollback may have undone a flush.
 	tail     postTail
 	tailLost bool
-	// The checkpointer (see checkpoint.go).
-	ckdb     *sql.DB
-	ckSignal chan struct{}
-	ckDone   chan struct{}
 	last     int64 // last assigned lastUpdated (µs); writer goroutine only
 	wargs    []any // argument buffer; writer goroutine only
 
@@ -153,15 +149,13 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		opts.Now = time.Now
 	}
 	s := &Store{
-		log:      opts.Logger.With("store", "sqlite"),
-		path:     path,
-		now:      opts.Now,
-		batch:    opts.BatchSize,
-		queue:    make(chan *op, opts.QueueSize),
-		stopped:  make(chan struct{}),
-		ckSignal: make(chan struct{}, 1),
-		ckDone:   make(chan struct{}),
-		stmts:    map[string]*sql.Stmt{},
+		log:     opts.Logger.With("store", "sqlite"),
+		path:    path,
+		now:     opts.Now,
+		batch:   opts.BatchSize,
+		queue:   make(chan *op, opts.QueueSize),
+		stopped: make(chan struct{}),
+		stmts:   map[string]*sql.Stmt{},
 
 		sortParams: map[string][]string{},
 		driveLimit: driveLimit,
@@ -174,12 +168,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.closeDBs()
 		return nil, err
 	}
-	if err := s.openCheckpointer(opts); err != nil {
-		s.closeDBs()
-		return nil, err
-	}
 	go s.run()
-	go s.checkpoints()
 	s.log.Info("store opened", "path", path)
 	return s, nil
 }
@@ -406,8 +395,6 @@ func (s *Store) Close() error {
 		if err := s.flushTail(); err != nil {
 			errs = append(errs, err)
 		}
-		close(s.ckSignal)
-		<-s.ckDone
 
 		ctx := context.Background()
 		if _, err := s.wconn.ExecContext(ctx, "PRAGMA optimize"); err != nil {
@@ -433,9 +420,6 @@ func (s *Store) Close() error {
 		if err := s.wdb.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("sqlite: close writer: %w", err))
 		}
-		if err := s.ckdb.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("sqlite: close checkpointer: %w", err))
-		}
 		s.closeErr = errors.Join(errs...)
 		s.log.Info("store closed", "path", s.path)
 	})
@@ -445,11 +429,6 @@ func (s *Store) Close() error {
 // closeDBs closes what a failed Open opened.
 func (s *Store) closeDBs() error {
 	var errs []error
-	if s.ckdb != nil {
-		if err := s.ckdb.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("sqlite: close checkpointer: %w", err))
-		}
-	}
 	if s.rdb != nil {
 		if err := s.rdb.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("sqlite: close readers: %w", err))

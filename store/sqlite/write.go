@@ -151,10 +151,6 @@ func (s *Store) commit(batch []*op) {
 		}
 	}
 	s.log.Debug("write batch", "writes", len(batch), "took", time.Since(start))
-	select {
-	case s.ckSignal <- struct{}{}: // wake the checkpointer
-	default:
-	}
 	for i, o := range batch {
 		o.done <- results[i]
 	}
