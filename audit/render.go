@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/schakelpunt/schakelpunt/fhir"
@@ -28,9 +29,10 @@ type rendered struct {
 // JSON. Tests hold both to Canonical and fhir.ExtractTerms.
 func render(ev *Event) (rendered, error) {
 	ae := ev.build()
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
+	w := encoders.Get().(*encoder)
+	defer encoders.Put(w)
+	buf, enc := &w.buf, w.enc
+	buf.Reset()
 	// inner marshals v and returns its members without the braces.
 	inner := func(v any) ([]byte, error) {
 		start := buf.Len()
@@ -97,6 +99,21 @@ func render(ev *Event) (rendered, error) {
 	tail = append(tail, '}')
 	return rendered{canon: canon, head: head, tail: tail, terms: ae.terms()}, nil
 }
+
+// encoder is a buffer with a JSON encoder on it that does not escape
+// HTML; render takes one from encoders and copies out what it keeps.
+type encoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var encoders = sync.Pool{New: func() any {
+	w := &encoder{}
+	w.buf.Grow(8192)
+	w.enc = json.NewEncoder(&w.buf)
+	w.enc.SetEscapeHTML(false)
+	return w
+}}
 
 // body is the stored body of a rendered event with its chain link (the
 // first extension): the same members as its canonical form, with
