@@ -3,10 +3,10 @@ package audit_test
 import (
 	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"database/sql"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
