@@ -40,7 +40,8 @@ type ChainHead struct {
 
 // AuditLog is the append-only audit store every adapter implements beside
 // Store. Audit events are ordinary AuditEvent resources for Read and
-// Search; they are written only through Append.
+// Search (not for History: each has one version, and the server offers no
+// history of them); they are written only through AppendAudit.
 type AuditLog interface {
 	// AppendAudit stores records durably in one commit (one fsync, one
 	// Mongo write): all or none. records[0].Seq must be the head's Seq+1

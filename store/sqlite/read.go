@@ -14,7 +14,7 @@ import (
 type readStmts struct {
 	ping, read, vread, listed *sql.Stmt
 	scanAudit, readAudit      *sql.Stmt
-	auditRow, auditUpdated    *sql.Stmt
+	auditUpdated              *sql.Stmt
 	all                       []*sql.Stmt
 }
 
@@ -30,7 +30,6 @@ func (r *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 		{&r.listed, `SELECT COUNT(*) FROM sortparams WHERE type = ? AND param = ?`},
 		{&r.scanAudit, `SELECT seq, prev, hash, id, updated, body FROM audit_chain WHERE seq > ? ORDER BY seq LIMIT ?`},
 		{&r.readAudit, `SELECT updated, body FROM audit_chain WHERE id = ?`},
-		{&r.auditRow, `SELECT id, updated, sortdate, terms FROM audit_chain WHERE seq = ?`},
 		{&r.auditUpdated, `SELECT updated FROM audit_chain WHERE seq >= ? ORDER BY seq LIMIT 1`},
 	} {
 		st, err := db.PrepareContext(ctx, p.sql)
@@ -98,7 +97,8 @@ func (s *Store) found(r store.Resource, updated int64, err error, what string) (
 	return r, nil
 }
 
-// History lists versions newest first. Limit 0 means no limit.
+// History lists versions newest first. Limit 0 means no limit. AuditEvents
+// have no history: they are read and searched (see store.AuditLog).
 func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]store.Resource, error) {
 	if s.isClosed.Load() {
 		return nil, store.ErrClosed
@@ -108,7 +108,7 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]store.Reso
 		args  []any
 		order = "updated DESC"
 	)
-	if q.Type != "" && q.Type != auditType {
+	if q.Type != "" {
 		where = append(where, "type = ?")
 		args = append(args, q.Type)
 		if q.ID != "" {
@@ -122,35 +122,10 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]store.Reso
 		args = append(args, micros(q.Since))
 	}
 	var b strings.Builder
-	if q.Type != auditType {
-		b.WriteString("SELECT type, id, version, updated, deleted, body FROM versions")
-		if len(where) > 0 {
-			b.WriteString(" WHERE ")
-			b.WriteString(strings.Join(where, " AND "))
-		}
-	}
-	if q.Type == "" || q.Type == auditType {
-		// AuditEvents live in audit_chain (one version each), where seq
-		// order is lastUpdated order: since becomes a bound on seq.
-		if q.Type == "" {
-			b.WriteString(" UNION ALL ")
-		}
-		b.WriteString("SELECT 'AuditEvent' AS type, id, 1 AS version, updated, 0 AS deleted, body FROM audit_chain WHERE seq >= ?")
-		from := int64(0)
-		if !q.Since.IsZero() {
-			var err error
-			if from, err = s.auditSeqSince(ctx, micros(q.Since)); err != nil {
-				return nil, err
-			}
-		}
-		args = append(args, from)
-		if q.ID != "" {
-			b.WriteString(" AND id = ?")
-			args = append(args, q.ID)
-		}
-	}
-	if q.Type == auditType {
-		order = "seq DESC"
+	b.WriteString("SELECT type, id, version, updated, deleted, body FROM versions")
+	if len(where) > 0 {
+		b.WriteString(" WHERE ")
+		b.WriteString(strings.Join(where, " AND "))
 	}
 	b.WriteString(" ORDER BY ")
 	b.WriteString(order)
