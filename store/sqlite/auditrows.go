@@ -15,20 +15,22 @@ import (
 )
 
 // The physical layout of the audit log (schema version 2). AuditEvents are
-// immutable and appended in chain order, so they get a table of their own
-// instead of the generic versions, current, terms, dates and sortkeys rows
-// (about 35 B-tree inserts per event):
+// immutable and appended in chain order, so they get tables of their own
+// instead of the generic versions, current, terms, dates and sortkeys
+// rows (about 35 B-tree inserts per event):
 //
 //	audit_chain   (seq PK, id UNIQUE, updated, recorded, sortdate, prev, hash, terms, body)  index (sortdate, id)
-//	audit_index   (key, seq PK, seqs)     postings: per key, the events of one append that have it
-//	audit_batches (first PK, last, keys)  which postings an append wrote, for retention
+//	audit_index   (key, seq PK, seqs)     postings: per key, events that have it
+//	audit_batches (first PK, last, keys)  which postings a flush wrote, for retention
+//	audit_marks   (name PK, seq, hash)    head, retention checkpoint, and "indexed" (see postings.go)
 //
-// An event costs a row of audit_chain and its two indexes; its index terms
-// go into postings, one row per distinct key per append (a batch of 500
-// events by 60 professionals about 500 patients writes about 600 rows,
-// not 12,000). A key is a 64-bit hash of a term's parameter and value
-// (see termKey): coarse on purpose, since every candidate is tested
-// exactly with store.Matches against the terms kept beside the event.
+// An event costs a row of audit_chain and its two indexes. Its index terms
+// are kept in the row (for the exact test of a candidate) and, as
+// postings, gathered in memory and written for a thousand events at a
+// time, one row per distinct key (see postings.go). A key is a 64-bit hash
+// of a term's parameter and value (see termKey): coarse on purpose, since
+// every candidate is tested exactly with store.Matches against the terms
+// kept beside the event.
 //
 // updated (lastUpdated) is assigned in chain order, so seq order is
 // lastUpdated order and needs no index of its own. sortdate is the sort
@@ -171,11 +173,11 @@ func stampAudit(row *auditRow, updated time.Time) ([]byte, error) {
 	return append(b, row.tail...), nil
 }
 
-// encodeAuditTerms encodes the terms kept beside an event: the string
-// terms (as encodeTerms), a zero byte count... precisely: uvarint count of
-// strings, the strings, then per date term its parameter, lo and hi.
-// _id and _lastUpdated are left out: they follow from the row's id and
-// updated (see auditTerms).
+// encodeAuditTerms encodes the terms kept beside an event: the number of
+// string terms (uvarint), each as its length (uvarint) and bytes, then per
+// date term its parameter (the same way), lo and hi (varints). _id and
+// _lastUpdated are left out: they follow from the row's id and updated
+// (see auditTerms).
 func encodeAuditTerms(t fhir.Terms) []byte {
 	n := binary.MaxVarintLen64
 	for _, s := range t.Strings {

@@ -10,13 +10,17 @@
 // then answers each waiter. Reads use a separate pool of connections and
 // never wait for the writer.
 //
-// Schema (version 1):
+// Schema (version 2):
 //
 //	versions (updated PK, type, id, version, deleted, body, terms)  every version; UNIQUE(type, id, version), index (type, updated)
 //	current  (type, id PK, version, updated, deleted, lu_lo, lu_hi) the newest version of each resource; index (type, updated, id)
 //	terms    (type, term, id PK)                                    string terms of current, not deleted versions
 //	dates    (type, param, lo, hi, id PK)                           date terms of the same; indexes (type, id, param, lo), (type, param, hi)
 //	sortkeys (type, param, key, id PK), sortparams (type, param PK)  sort keys by date parameter (see sortkeys.go)
+//	audit_chain, audit_index, audit_batches, audit_marks             the audit log, AuditEvents only (see auditrows.go)
+//
+// Version 1 kept AuditEvents in the generic tables; Open moves them into
+// the audit tables (see migrate.go).
 //
 // Times are Unix microseconds. lastUpdated is unique and increasing across
 // the store, so it keys versions and orders history. Open date ranges keep
@@ -26,7 +30,8 @@
 // versions.terms lists the string terms a version put in the terms table,
 // so that the next version can take them out.
 //
-// A search is one SQL query, keyset-paged on (sort key, id). Each clause
+// A search (of any type but AuditEvent, see auditsearch.go) is one SQL
+// query, keyset-paged on (sort key, id). Each clause
 // is a test on current (EXISTS on terms or dates, exact after
 // fhir.DateCond.Match), except that the rarest clause, found by counting
 // its index rows up to a limit, drives the query. Without a rare clause
