@@ -238,22 +238,17 @@ func (ae *auditEvent) terms() fhir.Terms {
 		}
 	}
 	ref := func(p, onlyType string, r *reference) {
-		if onlyType != "" {
-			typ := r.Type
-			if typ == "" && r.Reference != "" {
-				typ, _, _ = splitRef(r.Reference)
-			}
-			if typ != onlyType {
-				return
-			}
-		}
+		var fromRef []string // the terms of r.Reference for p, as fhir.ExtractTerms gives them
 		if r.Reference != "" {
-			if typ, id, ok := splitRef(r.Reference); ok && !strings.Contains(r.Reference, "://") {
-				add(fhir.TermRef(p, typ+"/"+id))
-				add(fhir.TermRefID(p, id))
-			} else {
-				add(fhir.TermRef(p, r.Reference))
+			fromRef = referenceTerms(p, r)
+			if onlyType != "" && len(fromRef) == 0 {
+				return // a reference to another type
 			}
+		} else if onlyType != "" && r.Type != onlyType {
+			return
+		}
+		for _, s := range fromRef {
+			add(s)
 		}
 		if r.Identifier != nil && r.Identifier.Value != "" {
 			add(fhir.TermRefIdentifier(p, "", r.Identifier.Value))
@@ -299,19 +294,26 @@ func (ae *auditEvent) terms() fhir.Terms {
 	return t
 }
 
-// splitRef splits "Type/id" (or a URL ending in Type/id[/_history/n]) as
-// fhir.ExtractTerms does.
-func splitRef(ref string) (typ, id string, ok bool) {
-	if i := strings.Index(ref, "/_history/"); i >= 0 {
-		ref = ref[:i]
+// referenceTerms returns the terms parameter p gives a reference's
+// literal reference (and type): fhir.ExtractTerms of a document that holds
+// only it, so that the reading of references (relative, absolute,
+// versioned; the target type of patient) stays fhir's. Events name
+// resources this way only now and then: the cost does not matter.
+func referenceTerms(p string, r *reference) []string {
+	what := map[string]any{"reference": r.Reference}
+	if r.Type != "" {
+		what["type"] = r.Type
 	}
-	parts := strings.Split(ref, "/")
-	if len(parts) < 2 {
-		return "", "", false
+	doc := map[string]any{
+		"agent":  []any{map[string]any{"who": what}},
+		"entity": []any{map[string]any{"what": what}},
+		"source": map[string]any{"observer": what},
 	}
-	typ, id = parts[len(parts)-2], parts[len(parts)-1]
-	if typ == "" || id == "" || typ[0] < 'A' || typ[0] > 'Z' {
-		return "", "", false
+	var out []string
+	for _, s := range fhir.ExtractTerms("AuditEvent", doc).Strings {
+		if strings.HasPrefix(s, p+"#") {
+			out = append(out, s)
+		}
 	}
-	return typ, id, true
+	return out
 }
