@@ -52,6 +52,9 @@ func (s *Store) applyAudit(ctx context.Context, rows []auditRow) error {
 		}
 		seq, prev = rows[i].rec.Seq, rows[i].rec.Hash
 	}
+	if err := s.widenDateSpan(ctx, rows); err != nil {
+		return err
+	}
 	for i := 0; i < len(rows); i += rowsPerInsert {
 		if err := s.insertAuditRows(ctx, rows[i:min(i+rowsPerInsert, len(rows))]); err != nil {
 			return err

@@ -233,3 +233,66 @@ func TestAuditStampAsStamp(t *testing.T) {
 		})
 	}
 }
+
+// Date bounds on the sort date hold only while each event has one date
+// term that does not end before it starts: an event with two, or with an
+// inverted one, turns them off for good, and searches still find it by
+// any of its dates.
+func TestAuditDateBoundsIrregular(t *testing.T) {
+	day := func(d int) fhir.DateRange {
+		lo := time.Date(2026, 1, d, 0, 0, 0, 0, time.UTC)
+		return fhir.DateRange{Lo: lo.UnixMicro(), Hi: lo.AddDate(0, 0, 1).UnixMicro()}
+	}
+	for _, tc := range []struct {
+		name  string
+		dates []fhir.DateTerm
+		query string // finds the irregular event, not the regular one
+	}{
+		{"two dates", []fhir.DateTerm{{Param: "date", DateRange: day(1)}, {Param: "date", DateRange: day(20)}}, "date=sa2026-01-15"},
+		{"inverted", []fhir.DateTerm{{Param: "date", DateRange: fhir.DateRange{Lo: day(20).Lo, Hi: day(2).Hi}}}, "date=eb2026-01-05"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "schakelpunt.db")
+			s := mustOpenAudit(t, path)
+			ctx := context.Background()
+			recs := storetest.NewAuditRecords(t, store.ChainHead{}, 2)
+			recs[0].Write.Terms.Dates = []fhir.DateTerm{{Param: "date", DateRange: day(10)}}
+			recs[1].Write.Terms.Dates = tc.dates
+			if err := s.AppendAudit(ctx, recs); err != nil {
+				t.Fatal(err)
+			}
+			check := func(s *Store) {
+				t.Helper()
+				if _, _, ok := s.dateBounds(fhir.Clause{Param: "date", Dates: []fhir.DateCond{{Prefix: fhir.PrefixSa, DateRange: day(15)}}}); ok {
+					t.Fatal("date bounds used with an irregular event stored")
+				}
+				sr, err := fhir.ParseSearch("AuditEvent", parseTestQuery(tc.query+"&_sort=-date"), false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, limit := range []int{1, 10} {
+					page, err := s.Search(ctx, store.Query{Type: "AuditEvent", Clauses: sr.Clauses, Sort: sr.Sort, Limit: limit})
+					if err != nil || len(page.Resources) != 1 || page.Resources[0].ID != recs[1].Write.ID {
+						t.Fatalf("%s: %v, %v", tc.query, page.Resources, err)
+					}
+				}
+			}
+			check(s)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = mustOpenAudit(t, path)
+			defer s.Close()
+			check(s)
+		})
+	}
+}
+
+func parseTestQuery(q string) []fhir.Param {
+	var ps []fhir.Param
+	for _, kv := range strings.Split(q, "&") {
+		k, v, _ := strings.Cut(kv, "=")
+		ps = append(ps, fhir.Param{Name: k, Value: v})
+	}
+	return ps
+}

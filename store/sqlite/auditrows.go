@@ -45,6 +45,8 @@ type auditRow struct {
 	sortdate int64
 	terms    []byte  // encodeAuditTerms
 	keys     []int64 // distinct posting keys
+	dates    int     // date terms of the parameter date
+	width    int64   // the widest of them (hi - lo)
 	head     []byte  // the body up to where meta goes (fast stamp), or nil
 	tail     []byte  // the rest of the body after meta
 }
@@ -65,6 +67,7 @@ func prepareAudit(records []store.AuditRecord) ([]auditRow, error) {
 		row.rec = r
 		row.recorded = micros(r.Recorded)
 		row.sortdate = sortDate(r.Write.Terms.Dates)
+		row.dates, row.width = dateShape(r.Write.Terms.Dates)
 		row.terms = encodeAuditTerms(r.Write.Terms)
 		row.keys = termKeys(r.Write.Terms.Strings)
 		row.head, row.tail = splitForMeta(r.Write.ID, r.Write.Body)

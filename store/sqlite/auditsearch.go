@@ -172,13 +172,20 @@ func (s *Store) auditWalkSQL(ctx context.Context, q store.Query, desc bool) (str
 		dir = " DESC"
 	}
 	if q.Sort != nil && q.Sort.Param == auditDateParam {
-		query := `SELECT seq, id, updated, sortdate, terms FROM audit_chain INDEXED BY audit_chain_date`
-		var args []any
+		// The date clauses bound the walk (see dateBounds).
+		lo, hi := fhir.MinTime, fhir.MaxTime
+		for _, c := range q.Clauses {
+			if l, h, ok := s.dateBounds(c); ok {
+				lo, hi = max(lo, l), min(hi, h)
+			}
+		}
+		query := `SELECT seq, id, updated, sortdate, terms FROM audit_chain INDEXED BY audit_chain_date WHERE sortdate >= ? AND sortdate <= ?`
+		args := []any{lo, hi}
 		if q.After != nil {
 			if desc {
-				query += ` WHERE (sortdate, id) < (?, ?)`
+				query += ` AND (sortdate, id) < (?, ?)`
 			} else {
-				query += ` WHERE (sortdate, id) > (?, ?)`
+				query += ` AND (sortdate, id) > (?, ?)`
 			}
 			args = append(args, q.After.Key, q.After.ID)
 		}
@@ -267,6 +274,16 @@ func (s *Store) auditDriver(ctx context.Context, q store.Query) ([]int64, bool, 
 		}
 	)
 	for _, c := range q.Clauses {
+		if lo, hi, ok := s.dateBounds(c); ok {
+			seqs, err := s.auditDated(ctx, lo, hi, bestN)
+			if err != nil {
+				return nil, false, err
+			}
+			if len(seqs) < bestN {
+				best, bestN, found = seqs, len(seqs), true
+			}
+			continue
+		}
 		ids, keys, ok := strsOf(c)
 		if !ok {
 			continue
@@ -341,6 +358,32 @@ func (s *Store) auditPostings(ctx context.Context, ids []string, keys []int64, l
 		if err != nil {
 			return nil, s.readErr("search plan", err)
 		}
+	}
+	return out, nil
+}
+
+// auditDated returns the events with sortdate in [lo, hi], at most limit.
+func (s *Store) auditDated(ctx context.Context, lo, hi int64, limit int) ([]int64, error) {
+	st, done, err := s.stmt(ctx, `SELECT seq FROM audit_chain INDEXED BY audit_chain_date WHERE sortdate >= ? AND sortdate <= ? LIMIT ?`)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	rows, err := st.QueryContext(ctx, lo, hi, limit)
+	if err != nil {
+		return nil, s.readErr("search plan", err)
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
+			return nil, s.readErr("search plan", err)
+		}
+		out = append(out, seq)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.readErr("search plan", err)
 	}
 	return out, nil
 }

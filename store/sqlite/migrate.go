@@ -36,7 +36,10 @@ func migrateAudit(ctx context.Context, conn *sql.Conn) (err error) {
 			return err
 		}
 	}
-	var after int64
+	var (
+		after int64
+		span  dateSpanMark
+	)
 	for {
 		rows, err := migrateRows(ctx, conn, after)
 		if err != nil {
@@ -48,7 +51,13 @@ func migrateAudit(ctx context.Context, conn *sql.Conn) (err error) {
 		if err := insertMigrated(ctx, conn, rows); err != nil {
 			return err
 		}
+		for _, m := range rows {
+			span.widen(m.dates, m.width)
+		}
 		after = rows[len(rows)-1].rec.Seq
+	}
+	if err := setMark(ctx, conn, dateSpanName, span.width, span.hash()); err != nil {
+		return err
 	}
 	// Every migrated event has its postings on disk.
 	if _, err := conn.ExecContext(ctx, `INSERT INTO audit_marks (name, seq, hash) VALUES ('indexed', ?, '')`, after); err != nil {
@@ -113,6 +122,7 @@ func migrateRows(ctx context.Context, conn *sql.Conn, after int64) ([]migratedRo
 		terms := fhir.ExtractTerms("AuditEvent", doc)
 		r.Write.Type = "AuditEvent"
 		m.sortdate = sortDate(terms.Dates)
+		m.dates, m.width = dateShape(terms.Dates)
 		m.terms = encodeAuditTerms(terms)
 		m.keys = termKeys(terms.Strings)
 		out = append(out, m)

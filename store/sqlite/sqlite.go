@@ -100,7 +100,10 @@ type Store struct {
 	stopped chan struct{}
 	// Postings not yet flushed (see postings.go); tailLost (writer
 	// goroutine only) says that a rollback may have undone a flush.
-	tail     postTail
+	tail postTail
+	// dateSpan bounds the date terms of the stored AuditEvents (see
+	// datebounds.go).
+	dateSpan dateSpan
 	tailLost bool
 	last     int64 // last assigned lastUpdated (µs); writer goroutine only
 	wargs    []any // argument buffer; writer goroutine only
@@ -219,6 +222,9 @@ func (s *Store) openWriter(ctx context.Context, opts Options) error {
 		return fmt.Errorf("sqlite: last update: %w", err)
 	}
 	if err := s.wst.prepare(ctx, conn); err != nil {
+		return err
+	}
+	if err := s.loadDateSpan(ctx); err != nil {
 		return err
 	}
 	return s.loadTail(ctx)
