@@ -22,7 +22,7 @@ import (
 //	audit_chain   (seq PK, id UNIQUE, updated, recorded, sortdate, prev, hash, terms, body)  index (sortdate, id)
 //	audit_index   (key, seq PK, seqs)     postings: per key, events that have it
 //	audit_batches (first PK, last, keys)  which postings a flush wrote, for retention
-//	audit_marks   (name PK, seq, hash)    head, retention checkpoint, and "indexed" (see postings.go)
+//	audit_marks   (name PK, seq, hash)    head, retention checkpoint, "indexed" (postings.go), "datespan" (datebounds.go)
 //
 // An event costs a row of audit_chain and its two indexes. Its index terms
 // are kept in the row (for the exact test of a candidate) and, as

@@ -16,12 +16,13 @@ import (
 const auditType = "AuditEvent"
 
 // Searching the audit log. A search either has a driver, the clause whose
-// postings (or ids) name the fewest events, at most driveLimit: those
-// events are loaded, tested with store.Matches and sorted. Or it walks
-// the events in sort order (seq for _lastUpdated, the index on
-// (sortdate, id) for date), tests each and stops at the page's end. Every
-// candidate is tested exactly on the terms kept beside it, so postings
-// may be coarse (hashed keys, stale entries after retention).
+// postings, ids or dates (see dateBounds) name the fewest events, at most
+// driveLimit: those events are loaded, tested with store.Matches and
+// sorted. Or it walks the events in sort order (seq for _lastUpdated, the
+// index on (sortdate, id), bounded by the date clauses, for date), tests
+// each and stops at the page's end. Every candidate is tested exactly on
+// the terms kept beside it, so postings may be coarse (hashed keys, stale
+// entries after retention).
 
 // auditHit is an event that matched, before its body is read.
 type auditHit struct {
