@@ -68,7 +68,7 @@ const (
 	patientLogPatients = 10_000
 	// patientLogVersion names the cached database: change it when the
 	// events or the schema change.
-	patientLogVersion = "v1"
+	patientLogVersion = "v2"
 )
 
 // patientBSN is the i-th synthetic patient: nine digits passing the

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"strconv"
 
 	"github.com/schakelpunt/schakelpunt/store"
 )
@@ -69,51 +68,6 @@ func Link(prev string, canonical []byte) string {
 	h.Write([]byte{'\n'})
 	h.Write(canonical)
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-// chainLink is the chain link extension of an event.
-func chainLink(seq int64, prev, hash string) extension {
-	link := []extension{{URL: "seq", ValueString: strconv.FormatInt(seq, 10)}}
-	if prev != "" { // the first event has no previous link
-		link = append(link, extension{URL: "previous", ValueString: prev})
-	}
-	link = append(link, extension{URL: "hash", ValueString: hash})
-	return extension{URL: ChainExtension, Extension: link}
-}
-
-// withChain renders an event with its chain link as its first extension.
-// content is json.Marshal(ae): the link is spliced into it when it has the
-// shape encoding/json gives an auditEvent (resourceType, id, then the
-// extensions if any), else ae is marshalled again.
-func withChain(ae auditEvent, content []byte, seq int64, prev, hash string) ([]byte, error) {
-	ext := chainLink(seq, prev, hash)
-	link, err := json.Marshal(ext)
-	if err != nil {
-		return nil, err
-	}
-	id, err := json.Marshal(ae.ID)
-	if err != nil {
-		return nil, err
-	}
-	prefix := `{"resourceType":"AuditEvent","id":` + string(id) + `,`
-	if len(content) > len(prefix) && string(content[:len(prefix)]) == prefix {
-		rest := content[len(prefix):]
-		const open = `"extension":[`
-		body := make([]byte, 0, len(content)+len(link)+len(open)+2)
-		body = append(body, prefix...)
-		body = append(body, open...)
-		body = append(body, link...)
-		if len(ae.Extension) > 0 && bytes.HasPrefix(rest, []byte(open)) {
-			body = append(body, ',')
-			body = append(body, rest[len(open):]...)
-		} else {
-			body = append(body, "],"...)
-			body = append(body, rest...)
-		}
-		return body, nil
-	}
-	ae.Extension = append([]extension{ext}, ae.Extension...)
-	return json.Marshal(ae)
 }
 
 // Broken describes the first broken link found by Verify.

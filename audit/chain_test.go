@@ -5,6 +5,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -40,14 +42,14 @@ func mustExec(t *testing.T, db *sql.DB, q string, args ...any) {
 func editBody(t *testing.T, db *sql.DB, id string, edit func([]byte) []byte) {
 	t.Helper()
 	var body []byte
-	if err := db.QueryRow(`SELECT body FROM versions WHERE type = 'AuditEvent' AND id = ?`, id).Scan(&body); err != nil {
+	if err := db.QueryRow(`SELECT body FROM audit_chain WHERE id = ?`, id).Scan(&body); err != nil {
 		t.Fatal(err)
 	}
 	changed := edit(body)
 	if bytes.Equal(changed, body) {
 		t.Fatalf("the edit of %s changed nothing", id)
 	}
-	mustExec(t, db, `UPDATE versions SET body = ? WHERE type = 'AuditEvent' AND id = ?`, changed, id)
+	mustExec(t, db, `UPDATE audit_chain SET body = ? WHERE id = ?`, changed, id)
 }
 
 // TestVerify records ten events, tampers with the database file directly
@@ -111,22 +113,17 @@ func TestVerify(t *testing.T) {
 			tamper: func(t *testing.T, db *sql.DB, _ []store.AuditEntry) {
 				mustExec(t, db, `DELETE FROM audit_chain WHERE seq = ?`, victim)
 			}},
-		{name: "event deleted", seq: victim, reason: "missing",
+		{name: "event deleted by id", seq: victim, reason: "missing",
 			tamper: func(t *testing.T, db *sql.DB, _ []store.AuditEntry) {
-				mustExec(t, db, `DELETE FROM versions WHERE type = 'AuditEvent' AND id = 'ev-4'`)
-				mustExec(t, db, `DELETE FROM current WHERE type = 'AuditEvent' AND id = 'ev-4'`)
+				mustExec(t, db, `DELETE FROM audit_chain WHERE id = 'ev-4'`)
 			}},
-		{name: "event and chain row deleted", seq: victim, reason: "missing",
+		{name: "event moved to the end", seq: victim, reason: "missing",
 			tamper: func(t *testing.T, db *sql.DB, _ []store.AuditEntry) {
-				mustExec(t, db, `DELETE FROM versions WHERE type = 'AuditEvent' AND id = 'ev-4'`)
-				mustExec(t, db, `DELETE FROM current WHERE type = 'AuditEvent' AND id = 'ev-4'`)
-				mustExec(t, db, `DELETE FROM audit_chain WHERE seq = ?`, victim)
+				mustExec(t, db, `UPDATE audit_chain SET seq = 100 WHERE id = 'ev-4'`)
 			}},
 		{name: "tail deleted, head left", seq: n, reason: "removed",
 			tamper: func(t *testing.T, db *sql.DB, _ []store.AuditEntry) {
-				mustExec(t, db, `DELETE FROM versions WHERE type = 'AuditEvent' AND id = ?`, fmt.Sprintf("ev-%d", n))
-				mustExec(t, db, `DELETE FROM current WHERE type = 'AuditEvent' AND id = ?`, fmt.Sprintf("ev-%d", n))
-				mustExec(t, db, `DELETE FROM audit_chain WHERE seq = ?`, n)
+				mustExec(t, db, `DELETE FROM audit_chain WHERE id = ?`, fmt.Sprintf("ev-%d", n))
 			}},
 		{name: "event swapped with another", seq: victim, reason: "changed", victimID: true,
 			tamper: func(t *testing.T, db *sql.DB, e []store.AuditEntry) {
@@ -202,4 +199,23 @@ func TestChainAcrossRestart(t *testing.T) {
 		recordOne(t, s, rec, event(i))
 	}
 	mustVerify(t, s, 10)
+}
+
+// The chain of a database written by the previous schema verifies after
+// the store migrated it (store/sqlite/testdata/schema1.db: 30 events, the
+// oldest 5 removed by retention).
+func TestVerifyMigrated(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "store", "sqlite", "testdata", "schema1.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "schema1.db")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := mustOpenAt(t, path)
+	rep, err := audit.Verify(context.Background(), s)
+	if err != nil || !rep.OK() || rep.Checked != 25 || rep.Checkpoint.Seq != 5 || rep.Head.Seq != 30 {
+		t.Fatalf("Verify: %+v, %v", rep, err)
+	}
 }

@@ -7,7 +7,6 @@ package audit
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"strconv"
 	"time"
 
@@ -146,10 +145,15 @@ func SubtypeOf(interaction string) (code string, ours bool) {
 	return "operation", true
 }
 
+// The types of the AuditEvent list their fields in the order of their
+// JSON names, so that encoding/json writes them with sorted keys: the
+// canonical form of the chain (see Canonical) without decoding and
+// re-encoding (see render).
+
 type coding struct {
-	System  string `json:"system,omitempty"`
 	Code    string `json:"code"`
 	Display string `json:"display,omitempty"`
+	System  string `json:"system,omitempty"`
 }
 
 type concept struct {
@@ -163,10 +167,10 @@ type identifier struct {
 }
 
 type reference struct {
+	Display    string      `json:"display,omitempty"`
+	Identifier *identifier `json:"identifier,omitempty"`
 	Reference  string      `json:"reference,omitempty"`
 	Type       string      `json:"type,omitempty"`
-	Identifier *identifier `json:"identifier,omitempty"`
-	Display    string      `json:"display,omitempty"`
 }
 
 type network struct {
@@ -175,12 +179,12 @@ type network struct {
 }
 
 type agent struct {
-	Type      *concept  `json:"type,omitempty"`
-	Role      []concept `json:"role,omitempty"`
-	Who       reference `json:"who"`
 	Name      string    `json:"name,omitempty"`
-	Requestor bool      `json:"requestor"`
 	Network   *network  `json:"network,omitempty"`
+	Requestor bool      `json:"requestor"`
+	Role      []concept `json:"role,omitempty"`
+	Type      *concept  `json:"type,omitempty"`
+	Who       reference `json:"who"`
 }
 
 type detail struct {
@@ -189,42 +193,59 @@ type detail struct {
 }
 
 type entity struct {
-	What        *reference `json:"what,omitempty"`
-	Type        *coding    `json:"type,omitempty"`
-	Role        *coding    `json:"role,omitempty"`
-	Name        string     `json:"name,omitempty"`
 	Description string     `json:"description,omitempty"`
-	Query       string     `json:"query,omitempty"`
 	Detail      []detail   `json:"detail,omitempty"`
+	Name        string     `json:"name,omitempty"`
+	Query       string     `json:"query,omitempty"`
+	Role        *coding    `json:"role,omitempty"`
+	Type        *coding    `json:"type,omitempty"`
+	What        *reference `json:"what,omitempty"`
 }
 
 type source struct {
-	Site     string    `json:"site,omitempty"`
 	Observer reference `json:"observer"`
+	Site     string    `json:"site,omitempty"`
 	Type     []coding  `json:"type"`
 }
 
 type extension struct {
-	URL         string      `json:"url"`
-	ValueString string      `json:"valueString,omitempty"`
-	ValueCoding *coding     `json:"valueCoding,omitempty"`
 	Extension   []extension `json:"extension,omitempty"`
+	URL         string      `json:"url"`
+	ValueCoding *coding     `json:"valueCoding,omitempty"`
+	ValueString string      `json:"valueString,omitempty"`
 }
 
+// auditEvent is an AuditEvent without its chain link, in the order of its
+// keys. The members between extension, id and resourceType are grouped
+// (eventA, eventB, eventC) so that render can marshal them apart and put
+// them together in both orders: canonical, and stored (resourceType, id
+// and the extensions, chain link first, at the front).
 type auditEvent struct {
-	ResourceType   string      `json:"resourceType"`
-	ID             string      `json:"id"`
-	Extension      []extension `json:"extension,omitempty"`
-	Type           coding      `json:"type"`
-	Subtype        []coding    `json:"subtype"`
-	Action         string      `json:"action"`
-	Recorded       string      `json:"recorded"`
-	Outcome        string      `json:"outcome"`
-	OutcomeDesc    string      `json:"outcomeDesc,omitempty"`
-	PurposeOfEvent []concept   `json:"purposeOfEvent,omitempty"`
-	Agent          []agent     `json:"agent"`
-	Source         source      `json:"source"`
-	Entity         []entity    `json:"entity,omitempty"`
+	eventA
+	Extension []extension `json:"extension,omitempty"`
+	ID        string      `json:"id"`
+	eventB
+	ResourceType string `json:"resourceType"`
+	eventC
+}
+
+type eventA struct {
+	Action string   `json:"action"`
+	Agent  []agent  `json:"agent"`
+	Entity []entity `json:"entity,omitempty"`
+}
+
+type eventB struct {
+	Outcome        string    `json:"outcome"`
+	OutcomeDesc    string    `json:"outcomeDesc,omitempty"`
+	PurposeOfEvent []concept `json:"purposeOfEvent,omitempty"`
+	Recorded       string    `json:"recorded"`
+}
+
+type eventC struct {
+	Source  source   `json:"source"`
+	Subtype []coding `json:"subtype"`
+	Type    coding   `json:"type"`
 }
 
 // build renders the event as an AuditEvent without its chain link.
@@ -241,16 +262,20 @@ func (e *Event) build() auditEvent {
 	ae := auditEvent{
 		ResourceType: "AuditEvent",
 		ID:           e.ID,
-		Type:         coding{System: systemAuditType, Code: "rest", Display: "RESTful Operation"},
-		Subtype:      []coding{{System: systemInteraction, Code: code}},
-		Action:       e.Action,
-		Recorded:     fhir.FormatInstant(e.Recorded),
-		Outcome:      OutcomeOf(e.Status),
-		OutcomeDesc:  e.Description,
-		Source: source{
-			Site:     "Schakelpunt",
-			Observer: reference{Display: observer},
-			Type:     []coding{{System: systemSourceType, Code: "4", Display: "Application Server"}},
+		eventA:       eventA{Action: e.Action},
+		eventB: eventB{
+			Recorded:    fhir.FormatInstant(e.Recorded),
+			Outcome:     OutcomeOf(e.Status),
+			OutcomeDesc: e.Description,
+		},
+		eventC: eventC{
+			Type:    coding{System: systemAuditType, Code: "rest", Display: "RESTful Operation"},
+			Subtype: []coding{{System: systemInteraction, Code: code}},
+			Source: source{
+				Site:     "Schakelpunt",
+				Observer: reference{Display: observer},
+				Type:     []coding{{System: systemSourceType, Code: "4", Display: "Application Server"}},
+			},
 		},
 	}
 	if ours {
@@ -406,10 +431,4 @@ func netOf(addr string) *network {
 		return nil
 	}
 	return &network{Address: addr, Type: "2"} // IP address
-}
-
-// content renders the event without chain link: the bytes the chain
-// covers (canonicalised, see Canonical).
-func (e *Event) content() ([]byte, error) {
-	return json.Marshal(e.build())
 }

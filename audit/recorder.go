@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,38 +64,6 @@ type pending struct {
 	reply chan error
 }
 
-// rendered is an event made ready for the chain by its caller, in
-// parallel with the others: only linking it is left to the recorder.
-type rendered struct {
-	ae      auditEvent
-	content []byte     // json.Marshal(ae)
-	canon   []byte     // the canonical form the chain link covers
-	terms   fhir.Terms // its index terms
-}
-
-// render builds the AuditEvent of ev, its canonical form and its terms.
-// The event is decoded once: the same document gives both.
-func render(ev *Event) (rendered, error) {
-	ae := ev.build()
-	content, err := json.Marshal(ae)
-	if err != nil {
-		return rendered{}, fmt.Errorf("audit: render: %w", err)
-	}
-	doc, err := decodeDoc(content)
-	if err != nil {
-		return rendered{}, err
-	}
-	// content has neither meta nor the chain link: its canonical form is
-	// that of the stored body (see Canonical).
-	canon, err := canonicalDoc(doc)
-	if err != nil {
-		return rendered{}, err
-	}
-	// The chain link is in no search parameter's path: the terms of
-	// content are those of the stored body.
-	return rendered{ae: ae, content: content, canon: canon, terms: fhir.ExtractTerms("AuditEvent", doc)}, nil
-}
-
 // NewRecorder starts a recorder on log.
 func NewRecorder(log store.AuditLog, opts Options) *Recorder {
 	r := &Recorder{
@@ -151,6 +118,7 @@ func (r *Recorder) Record(ctx context.Context, ev Event) (string, error) {
 	if ev.Observer == "" {
 		ev.Observer = r.observer
 	}
+	ev.validUTF8()
 	rd, err := render(&ev)
 	if err != nil {
 		return "", unavailable(err)
@@ -304,13 +272,9 @@ func (r *Recorder) chain(head store.ChainHead, batch []*pending) ([]store.AuditR
 	for _, p := range batch {
 		seq++
 		hash := Link(prev, p.r.canon)
-		body, err := withChain(p.r.ae, p.r.content, seq, prev, hash)
-		if err != nil {
-			return nil, fmt.Errorf("audit: render: %w", err)
-		}
 		recs = append(recs, store.AuditRecord{
 			Seq: seq, Prev: prev, Hash: hash, Recorded: p.ev.Recorded,
-			Write: store.Write{Type: "AuditEvent", ID: p.ev.ID, Body: body, Terms: p.r.terms},
+			Write: store.Write{Type: "AuditEvent", ID: p.ev.ID, Body: p.r.body(seq, prev, hash), Terms: p.r.terms},
 		})
 		prev = hash
 	}

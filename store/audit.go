@@ -18,7 +18,9 @@ type AuditRecord struct {
 	Prev     string
 	Hash     string
 	Recorded time.Time
-	Write    Write // Type AuditEvent; the body carries the chain link too
+	// Write is the AuditEvent: JSON as package audit marshals it, without
+	// meta (the store stamps it), carrying the chain link too.
+	Write Write
 }
 
 // AuditEntry is an AuditRecord as stored.
@@ -38,7 +40,8 @@ type ChainHead struct {
 
 // AuditLog is the append-only audit store every adapter implements beside
 // Store. Audit events are ordinary AuditEvent resources for Read and
-// Search; they are written only through Append.
+// Search (not for History: each has one version, and the server offers no
+// history of them); they are written only through AppendAudit.
 type AuditLog interface {
 	// AppendAudit stores records durably in one commit (one fsync, one
 	// Mongo write): all or none. records[0].Seq must be the head's Seq+1

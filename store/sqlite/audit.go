@@ -13,24 +13,20 @@ import (
 
 var _ store.AuditLog = (*Store)(nil)
 
-// AppendAudit stores chained audit records in one commit: each is an
-// AuditEvent resource (searchable like any other) and a row of
-// audit_chain; the head moves in the same transaction.
+// AppendAudit stores chained audit records in one commit: each is a row
+// of audit_chain (the event, its link and its terms) and its postings
+// (see auditrows.go); the head moves in the same transaction. The records
+// are prepared (terms encoded, body split for its meta) here, in the
+// caller's goroutine, so that the single writer only inserts rows.
 func (s *Store) AppendAudit(ctx context.Context, records []store.AuditRecord) error {
 	if len(records) == 0 {
 		return nil
 	}
-	for i, r := range records {
-		if r.Write.Type != "AuditEvent" || r.Write.ID == "" {
-			return errors.New("sqlite: audit records are AuditEvents with an id")
-		}
-		if i > 0 {
-			if err := follows(r, records[i-1].Seq, records[i-1].Hash); err != nil {
-				return err
-			}
-		}
+	rows, err := prepareAudit(records)
+	if err != nil {
+		return err
 	}
-	return s.do(ctx, &op{ctx: ctx, kind: opAudit, audit: records}).err
+	return s.do(ctx, &op{ctx: ctx, kind: opAudit, audit: rows}).err
 }
 
 // follows reports ErrChainConflict unless r is the link after (seq, hash).
@@ -44,68 +40,90 @@ func follows(r store.AuditRecord, seq int64, hash string) error {
 // applyAudit runs in the writer goroutine, inside the op's savepoint: all
 // records or none. The whole chain is checked before anything is written,
 // so that a conflict is refused untouched.
-func (s *Store) applyAudit(ctx context.Context, recs []store.AuditRecord) (err error) {
+func (s *Store) applyAudit(ctx context.Context, rows []auditRow) error {
 	head, err := mark(ctx, s.wconn, "head")
 	if err != nil {
 		return err
 	}
 	seq, prev := head.Seq, head.Hash
-	for _, r := range recs {
-		if err := follows(r, seq, prev); err != nil {
+	for i := range rows {
+		if err := follows(rows[i].rec, seq, prev); err != nil {
 			return err
 		}
-		seq, prev = r.Seq, r.Hash
+		seq, prev = rows[i].rec.Seq, rows[i].rec.Hash
 	}
-	defer func() {
-		if err != nil {
-			// The savepoint rolls back what the records before this one
-			// wrote, sort parameters listed on the way included; a refusal
-			// (a taken id, say) is no longer "before any change".
-			s.listed = nil
-		}
-	}()
-	for i := 0; i < len(recs); {
-		for _, r := range recs[i:min(i+rowsPerInsert, len(recs))] {
-			if _, err := s.apply(ctx, &op{ctx: ctx, kind: opCreate, w: r.Write}); err != nil {
-				return fmt.Errorf("sqlite: audit record %d: %w", r.Seq, err)
-			}
-		}
-		n, err := s.insertChain(ctx, recs[i:])
-		if err != nil {
+	if err := s.widenDateSpan(ctx, rows); err != nil {
+		return err
+	}
+	for i := 0; i < len(rows); i += rowsPerInsert {
+		if err := s.insertAuditRows(ctx, rows[i:min(i+rowsPerInsert, len(rows))]); err != nil {
 			return err
 		}
-		i += n
+	}
+	if s.tailLost {
+		if err := s.loadTail(ctx); err != nil {
+			return err
+		}
+	}
+	s.tail.add(rows)
+	if s.tail.events() >= flushEvents {
+		if err := s.flushPostings(ctx); err != nil {
+			return err
+		}
 	}
 	return setMark(ctx, s.wconn, "head", seq, prev)
 }
 
-// chainInsert adds rowsPerInsert chain rows. (Not prepared: the writer's
-// prepared statements live in write.go; one statement per 16 events keeps
-// the cost of preparing it small.)
-var chainInsert = chainInsertSQL(rowsPerInsert)
-
-func chainInsertSQL(n int) string {
-	return "INSERT INTO audit_chain (seq, id, prev, hash, recorded) VALUES " + strings.Repeat("(?, ?, ?, ?, ?), ", n-1) + "(?, ?, ?, ?, ?)"
-}
-
-// insertChain adds the chain rows of up to rowsPerInsert records in one
-// statement and returns how many it added.
-func (s *Store) insertChain(ctx context.Context, recs []store.AuditRecord) (int, error) {
-	n := min(len(recs), rowsPerInsert)
+// insertAuditRows inserts up to rowsPerInsert events in one statement.
+func (s *Store) insertAuditRows(ctx context.Context, rows []auditRow) error {
 	args := s.wargs[:0]
-	for _, r := range recs[:n] {
-		args = append(args, r.Seq, r.Write.ID, r.Prev, r.Hash, micros(r.Recorded))
+	for i := range rows {
+		r := &rows[i]
+		updated := s.nextUpdated()
+		body, err := stampAudit(r, updated)
+		if err != nil {
+			return fmt.Errorf("sqlite: stamp AuditEvent/%s: %w", r.rec.Write.ID, err)
+		}
+		args = append(args, r.rec.Seq, r.rec.Write.ID, micros(updated), r.recorded, r.sortdate, r.rec.Prev, r.rec.Hash, r.terms, body)
 	}
-	q := chainInsert
-	if n < rowsPerInsert {
-		q = chainInsertSQL(n)
+	st, err := s.wst.multi(ctx, s.wconn, &s.wst.insAudit, len(rows),
+		"INSERT INTO audit_chain (seq, id, updated, recorded, sortdate, prev, hash, terms, body) VALUES ", "(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	if err == nil {
+		_, err = st.ExecContext(ctx, args...)
 	}
-	_, err := s.wconn.ExecContext(ctx, q, args...)
+	clear(args)
 	s.wargs = args[:0]
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: audit chain %d: %w", recs[0].Seq, err)
+		if strings.Contains(err.Error(), "UNIQUE constraint failed: audit_chain.id") {
+			return fmt.Errorf("sqlite: audit record %d: an AuditEvent id is taken: %w", rows[0].rec.Seq, store.ErrExists)
+		}
+		return fmt.Errorf("sqlite: audit record %d: %w", rows[0].rec.Seq, err)
 	}
-	return n, nil
+	return nil
+}
+
+const (
+	postingInsert = "INSERT INTO audit_index (key, seq, seqs) VALUES "
+	postingRow    = "(?, ?, ?)"
+)
+
+// postingsOf gathers the postings of an append: its distinct keys, in
+// order of appearance, and for each the seqs of the events that have it.
+func postingsOf(rows []auditRow) (keys []int64, seqs [][]int64) {
+	at := map[int64]int{}
+	for i := range rows {
+		for _, k := range rows[i].keys {
+			j, ok := at[k]
+			if !ok {
+				j = len(keys)
+				at[k] = j
+				keys = append(keys, k)
+				seqs = append(seqs, nil)
+			}
+			seqs[j] = append(seqs[j], rows[i].rec.Seq)
+		}
+	}
+	return keys, seqs
 }
 
 type queryer interface {
@@ -166,12 +184,7 @@ func (s *Store) ScanAudit(ctx context.Context, after int64, limit int) ([]store.
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := s.rdb.QueryContext(ctx, `
-		SELECT a.seq, a.prev, a.hash, a.id, v.version, v.updated, v.body
-		FROM audit_chain a
-		JOIN current c ON c.type = 'AuditEvent' AND c.id = a.id
-		JOIN versions v ON v.updated = c.updated
-		WHERE a.seq > ? ORDER BY a.seq LIMIT ?`, after, limit)
+	rows, err := s.rst.scanAudit.QueryContext(ctx, after, limit)
 	if err != nil {
 		return nil, s.readErr("scan audit", err)
 	}
@@ -180,11 +193,10 @@ func (s *Store) ScanAudit(ctx context.Context, after int64, limit int) ([]store.
 	for rows.Next() {
 		var e store.AuditEntry
 		var updated int64
-		var body []byte
-		if err := rows.Scan(&e.Seq, &e.Prev, &e.Hash, &e.Resource.ID, &e.Resource.Version, &updated, &body); err != nil {
+		if err := rows.Scan(&e.Seq, &e.Prev, &e.Hash, &e.Resource.ID, &updated, &e.Resource.Body); err != nil {
 			return nil, s.readErr("scan audit", err)
 		}
-		e.Resource.Type, e.Resource.Updated, e.Resource.Body = "AuditEvent", fromMicros(updated), body
+		e.Resource.Type, e.Resource.Version, e.Resource.Updated = "AuditEvent", 1, fromMicros(updated)
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
@@ -215,61 +227,83 @@ func (s *Store) PurgeAudit(ctx context.Context, cutoff time.Time) (int, error) {
 // applyPurge removes up to purgeChunk events from the start of the chain
 // that were recorded before cutoff; the checkpoint becomes the link of the
 // last one removed. Only a prefix of the chain goes, so that what is left
-// runs without a gap from the checkpoint to the head.
+// runs without a gap from the checkpoint to the head. The postings of
+// every append that is now wholly removed go with it; those of an append
+// removed in part stay until the rest of it goes (searches skip the
+// events they name that are gone).
 func (s *Store) applyPurge(ctx context.Context, cutoff int64) (int, error) {
-	rows, err := s.wconn.QueryContext(ctx, `
-		SELECT a.seq, a.id, a.hash, a.recorded, c.updated, c.deleted
-		FROM audit_chain a LEFT JOIN current c ON c.type = 'AuditEvent' AND c.id = a.id
-		ORDER BY a.seq LIMIT ?`, purgeChunk)
+	rows, err := s.wconn.QueryContext(ctx, `SELECT seq, hash, recorded FROM audit_chain ORDER BY seq LIMIT ?`, purgeChunk)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: purge audit: %w", err)
 	}
-	type victim struct {
-		seq     int64
-		id      string
-		hash    string
-		updated sql.NullInt64 // of the current version; NULL when it is gone
-		deleted sql.NullBool
-	}
-	var victims []victim
+	var (
+		n    int
+		last store.ChainHead
+	)
 	for rows.Next() {
-		var v victim
+		var h store.ChainHead
 		var recorded int64
-		if err := rows.Scan(&v.seq, &v.id, &v.hash, &recorded, &v.updated, &v.deleted); err != nil {
+		if err := rows.Scan(&h.Seq, &h.Hash, &recorded); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("sqlite: purge audit: %w", err)
 		}
 		if recorded >= cutoff {
 			break // the chain's order: a prefix goes, up to the first kept
 		}
-		victims = append(victims, v)
+		last = h
+		n++
 	}
 	if err := rows.Close(); err != nil {
 		return 0, fmt.Errorf("sqlite: purge audit: %w", err)
 	}
-	if len(victims) == 0 {
+	if n == 0 {
 		return 0, nil
 	}
-	for _, v := range victims {
-		if !v.updated.Valid || v.deleted.Bool {
-			continue // no terms or sort keys to drop
+	if _, err := s.wconn.ExecContext(ctx, `DELETE FROM audit_chain WHERE seq <= ?`, last.Seq); err != nil {
+		return 0, fmt.Errorf("sqlite: purge audit: %w", err)
+	}
+	if err := s.purgePostings(ctx, last.Seq); err != nil {
+		return 0, err
+	}
+	return n, setMark(ctx, s.wconn, "checkpoint", last.Seq, last.Hash)
+}
+
+// purgePostings removes the postings of the appends whose events all have
+// seq <= upto.
+func (s *Store) purgePostings(ctx context.Context, upto int64) error {
+	rows, err := s.wconn.QueryContext(ctx, `SELECT first, keys FROM audit_batches WHERE first <= ? AND last <= ? ORDER BY first`, upto, upto)
+	if err != nil {
+		return fmt.Errorf("sqlite: purge audit postings: %w", err)
+	}
+	type batch struct {
+		first int64
+		keys  []byte
+	}
+	var batches []batch
+	for rows.Next() {
+		var b batch
+		if err := rows.Scan(&b.first, &b.keys); err != nil {
+			rows.Close()
+			return fmt.Errorf("sqlite: purge audit postings: %w", err)
 		}
-		if err := s.dropSortKeys(ctx, "AuditEvent", v.id); err != nil {
-			return 0, err
+		batches = append(batches, b)
+	}
+	if err := rows.Close(); err != nil {
+		return fmt.Errorf("sqlite: purge audit postings: %w", err)
+	}
+	for _, b := range batches {
+		keys, firsts, err := decodeBatchKeys(b.keys)
+		if err != nil {
+			return fmt.Errorf("sqlite: purge audit postings of %d: %w", b.first, err)
 		}
-		if err := s.dropTerms(ctx, "AuditEvent", v.id, v.updated.Int64); err != nil {
-			return 0, err
+		for i, k := range keys {
+			if _, err := s.wst.delPosting.ExecContext(ctx, k, firsts[i]); err != nil {
+				return fmt.Errorf("sqlite: purge audit postings: %w", err)
+			}
+		}
+		if _, err := s.wconn.ExecContext(ctx, `DELETE FROM audit_batches WHERE first = ?`, b.first); err != nil {
+			return fmt.Errorf("sqlite: purge audit postings: %w", err)
 		}
 	}
-	last := victims[len(victims)-1]
-	for _, q := range []string{
-		`DELETE FROM versions WHERE type = 'AuditEvent' AND id IN (SELECT id FROM audit_chain WHERE seq <= ?)`,
-		`DELETE FROM current WHERE type = 'AuditEvent' AND id IN (SELECT id FROM audit_chain WHERE seq <= ?)`,
-		`DELETE FROM audit_chain WHERE seq <= ?`,
-	} {
-		if _, err := s.wconn.ExecContext(ctx, q, last.seq); err != nil {
-			return 0, fmt.Errorf("sqlite: purge audit: %w", err)
-		}
-	}
-	return len(victims), setMark(ctx, s.wconn, "checkpoint", last.seq, last.hash)
+	return nil
 }

@@ -4,9 +4,12 @@ package sqlite
 // purge spans several chunks with few events (quick under -race).
 
 import (
+	"bytes"
 	"context"
-	"database/sql"
+	"errors"
 	"fmt"
+	"github.com/schakelpunt/schakelpunt/fhir"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -27,53 +30,106 @@ func mustOpenAudit(t *testing.T, path string) *Store {
 }
 
 func TestAuditContract(t *testing.T) {
-	defer func(n int) { purgeChunk = n }(purgeChunk)
+	defer func(n, f int) { purgeChunk, flushEvents = n, f }(purgeChunk, flushEvents)
 	purgeChunk = 100
-	storetest.RunAuditWith(t, storetest.Harness{
-		Open: func(t *testing.T) store.Store {
-			return mustOpenAudit(t, filepath.Join(t.TempDir(), "schakelpunt.db"))
-		},
-		Reopen: func(t *testing.T, closed store.Store) store.Store {
-			return mustOpenAudit(t, closed.(*Store).Path())
-		},
-	}, storetest.AuditOptions{PurgeEvents: 450})
+	// Postings flushed now and then (7 events), and only at Close.
+	for _, flush := range []int{7, 1 << 30} {
+		t.Run(fmt.Sprint("flush ", flush), func(t *testing.T) {
+			flushEvents = flush
+			storetest.RunAuditWith(t, storetest.Harness{
+				Open: func(t *testing.T) store.Store {
+					return mustOpenAudit(t, filepath.Join(t.TempDir(), "schakelpunt.db"))
+				},
+				Reopen: func(t *testing.T, closed store.Store) store.Store {
+					return mustOpenAudit(t, closed.(*Store).Path())
+				},
+			}, storetest.AuditOptions{PurgeEvents: 450})
+		})
+	}
 }
 
-// A refused batch leaves no trace in the writer's cache either: when the
-// first AuditEvent ever written is in a batch that is refused after it was
-// applied (a taken id further on), the sort keys of AuditEvent are still
-// listed by the next batch that succeeds.
-func TestAuditRefusalKeepsSortKeysListed(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "schakelpunt.db")
-	s := mustOpenAudit(t, path)
+// Postings not yet flushed are gathered again from the events' terms when
+// the store opens after a crash (a copy of the files taken while it is
+// open, as a crash leaves them).
+func TestAuditPostingsAfterCrash(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpenAudit(t, filepath.Join(dir, "schakelpunt.db"))
+	defer s.Close()
+	ctx := context.Background()
+	recs := storetest.NewAuditRecords(t, store.ChainHead{}, 12)
+	if err := s.AppendAudit(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(dumpTable(t, s, "audit_index")); n != 0 {
+		t.Fatalf("%d postings written before %d events gathered", n, flushEvents)
+	}
+	crashed := filepath.Join(dir, "crashed.db")
+	for _, suffix := range []string{"", "-wal"} {
+		b, err := os.ReadFile(s.Path() + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(crashed+suffix, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := mustOpenAudit(t, crashed)
+	defer c.Close()
+	for _, st := range []*Store{s, c} {
+		sr, err := fhir.ParseSearch("AuditEvent", []fhir.Param{{Name: "patient:identifier", Value: fhir.SystemBSN + "|999911120"}}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := store.Query{Type: "AuditEvent", Clauses: sr.Clauses}
+		seqs, driven, err := st.auditDriver(ctx, q)
+		if err != nil || !driven || len(seqs) != 4 {
+			t.Fatalf("postings of a patient: %v, driven %v, %v; want 4", seqs, driven, err)
+		}
+		if n, err := st.Count(ctx, q); err != nil || n != 4 {
+			t.Fatalf("count %d, %v; want 4", n, err)
+		}
+	}
+}
+
+// A batch refused for a taken id leaves nothing behind: no event, no
+// posting, no head; the same batch with fresh ids goes in after.
+func TestAuditRefusedLeavesNothing(t *testing.T) {
+	s := mustOpenAudit(t, filepath.Join(t.TempDir(), "schakelpunt.db"))
 	defer s.Close()
 	ctx := context.Background()
 	recs := storetest.NewAuditRecords(t, store.ChainHead{}, 3)
 	bad := append([]store.AuditRecord(nil), recs...)
 	bad[2].Write.ID = bad[0].Write.ID
-	if err := s.AppendAudit(ctx, bad); err == nil {
-		t.Fatal("a batch with a duplicate id was accepted")
+	if err := s.AppendAudit(ctx, bad); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("a batch with a duplicate id: %v, want ErrExists", err)
+	}
+	for _, table := range []string{"audit_chain", "audit_index", "audit_batches", "audit_marks"} {
+		if rows := dumpTable(t, s, table); len(rows) != 0 {
+			t.Fatalf("%s after a refused batch: %v", table, rows)
+		}
 	}
 	if err := s.AppendAudit(ctx, recs); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
+	if rows := dumpTable(t, s, "audit_chain"); len(rows) != 3 {
+		t.Fatalf("audit_chain has %d rows, want 3", len(rows))
 	}
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var listed, keys int
-	if err := db.QueryRow(`SELECT COUNT(*) FROM sortparams WHERE type = 'AuditEvent' AND param = 'date'`).Scan(&listed); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.QueryRow(`SELECT COUNT(*) FROM sortkeys WHERE type = 'AuditEvent' AND param = 'date'`).Scan(&keys); err != nil {
-		t.Fatal(err)
-	}
-	if listed != 1 || keys != 3 {
-		t.Fatalf("AuditEvent.date listed %d times with %d sort keys, want 1 and 3", listed, keys)
+}
+
+// Generic writes of AuditEvents are refused: they go through AppendAudit.
+func TestAuditEventNotWritable(t *testing.T) {
+	s := mustOpenAudit(t, filepath.Join(t.TempDir(), "schakelpunt.db"))
+	defer s.Close()
+	w := storetest.NewAuditRecords(t, store.ChainHead{}, 1)[0].Write
+	ctx := context.Background()
+	for name, call := range map[string]func() error{
+		"create": func() error { _, err := s.Create(ctx, w); return err },
+		"update": func() error { _, err := s.Update(ctx, w, 0); return err },
+		"delete": func() error { _, err := s.Delete(ctx, w.Type, w.ID, 0); return err },
+	} {
+		if err := call(); err == nil {
+			t.Errorf("%s of an AuditEvent succeeded", name)
+		}
 	}
 }
 
@@ -89,39 +145,6 @@ func TestScanAuditNoLimit(t *testing.T) {
 		got, err := s.ScanAudit(ctx, 1, limit)
 		if err != nil || len(got) != 4 {
 			t.Fatalf("ScanAudit(1, %d): %d entries, %v; want 4", limit, len(got), err)
-		}
-	}
-}
-
-// AppendAudit writes the rows Create writes for the same AuditEvent:
-// versions, current, terms, dates, sort keys (and the chain beside them).
-func TestAuditRowsAsCreate(t *testing.T) {
-	at := time.Date(2026, 11, 22, 10, 15, 2, 123456000, time.UTC)
-	open := func(name string) *Store {
-		s, err := Open(context.Background(), filepath.Join(t.TempDir(), name), Options{Now: func() time.Time { return at }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	created, appended := open("created.db"), open("appended.db")
-	recs := storetest.NewAuditRecords(t, store.ChainHead{}, 5)
-	for _, r := range recs {
-		if _, err := created.Create(context.Background(), r.Write); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := appended.AppendAudit(context.Background(), recs); err != nil {
-		t.Fatal(err)
-	}
-	for _, table := range []string{"versions", "current", "terms", "dates", "sortkeys", "sortparams"} {
-		want, got := dumpTable(t, created, table), dumpTable(t, appended, table)
-		if len(want) == 0 {
-			t.Fatalf("no rows in %s", table)
-		}
-		if !slices.Equal(got, want) {
-			t.Errorf("%s after AppendAudit:\n%s\nafter Create:\n%s", table, strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 	}
 }
@@ -157,4 +180,119 @@ func dumpTable(t *testing.T, s *Store, table string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// The writer's stamp of an audit body (meta spliced in after the id) is
+// byte for byte store.Stamp's, and bodies of any other shape go through
+// store.Stamp itself.
+func TestAuditStampAsStamp(t *testing.T) {
+	at := time.Date(2026, 11, 22, 10, 15, 2, 123456000, time.UTC)
+	rec := storetest.NewAuditRecords(t, store.ChainHead{}, 1)[0]
+	body := string(rec.Write.Body)
+	rest := strings.TrimPrefix(body, `{"resourceType":"AuditEvent","id":"ae-1",`)
+	for _, tc := range []struct {
+		name string
+		body string
+		fast bool
+	}{
+		{"as package audit writes it", body, true},
+		{"an id that needs escaping", `{"resourceType":"AuditEvent","id":"a\"\u003cb\u003e",` + rest, true},
+		{"an id escaped otherwise than store.Stamp does", `{"resourceType":"AuditEvent","id":"a\"<b>",` + rest, false},
+		{"white space", `{"resourceType":"AuditEvent","id":"ae-1", ` + rest, false},
+		{"white space between members", strings.Replace(body, `,"action"`, `, "action"`, 1), false},
+		{"meta of its own", `{"resourceType":"AuditEvent","id":"ae-1","meta":{"source":"x"},` + rest, false},
+		{"a second id", `{"resourceType":"AuditEvent","id":"ae-1","id":"other",` + rest, false},
+		{"a second resourceType", `{"resourceType":"AuditEvent","id":"ae-1",` + strings.TrimSuffix(rest, "}") + `,"resourceType":"Patient"}`, false},
+		{"an escaped key", `{"resourceType":"AuditEvent","id":"ae-1","\u0069d":"x",` + rest, false},
+		{"another id first", strings.Replace(body, `"id":"ae-1"`, `"id":"other"`, 1), false},
+		{"no id", `{"resourceType":"AuditEvent",` + rest, false},
+		{"id not second", `{"id":"ae-1","resourceType":"AuditEvent",` + rest, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := rec.Write
+			w.Body = []byte(tc.body)
+			if strings.HasPrefix(tc.name, "an id") {
+				w.ID = "a\"<b>"
+			}
+			row := auditRow{rec: store.AuditRecord{Write: w}}
+			row.head, row.tail = splitForMeta(w.ID, w.Body)
+			if (row.head != nil) != tc.fast {
+				t.Fatalf("fast stamp %v, want %v", row.head != nil, tc.fast)
+			}
+			got, err := stampAudit(&row, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _, err := store.Stamp(w, 1, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want.Body) {
+				t.Fatalf("stamped\n got %s\nwant %s", got, want.Body)
+			}
+		})
+	}
+}
+
+// Date bounds on the sort date hold only while each event has one date
+// term that does not end before it starts: an event with two, or with an
+// inverted one, turns them off for good, and searches still find it by
+// any of its dates.
+func TestAuditDateBoundsIrregular(t *testing.T) {
+	day := func(d int) fhir.DateRange {
+		lo := time.Date(2026, 1, d, 0, 0, 0, 0, time.UTC)
+		return fhir.DateRange{Lo: lo.UnixMicro(), Hi: lo.AddDate(0, 0, 1).UnixMicro()}
+	}
+	for _, tc := range []struct {
+		name  string
+		dates []fhir.DateTerm
+		query string // finds the irregular event, not the regular one
+	}{
+		{"two dates", []fhir.DateTerm{{Param: "date", DateRange: day(1)}, {Param: "date", DateRange: day(20)}}, "date=sa2026-01-15"},
+		{"inverted", []fhir.DateTerm{{Param: "date", DateRange: fhir.DateRange{Lo: day(20).Lo, Hi: day(2).Hi}}}, "date=eb2026-01-05"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "schakelpunt.db")
+			s := mustOpenAudit(t, path)
+			ctx := context.Background()
+			recs := storetest.NewAuditRecords(t, store.ChainHead{}, 2)
+			recs[0].Write.Terms.Dates = []fhir.DateTerm{{Param: "date", DateRange: day(10)}}
+			recs[1].Write.Terms.Dates = tc.dates
+			if err := s.AppendAudit(ctx, recs); err != nil {
+				t.Fatal(err)
+			}
+			check := func(s *Store) {
+				t.Helper()
+				if _, _, ok := s.dateBounds(fhir.Clause{Param: "date", Dates: []fhir.DateCond{{Prefix: fhir.PrefixSa, DateRange: day(15)}}}); ok {
+					t.Fatal("date bounds used with an irregular event stored")
+				}
+				sr, err := fhir.ParseSearch("AuditEvent", parseTestQuery(tc.query+"&_sort=-date"), false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, limit := range []int{1, 10} {
+					page, err := s.Search(ctx, store.Query{Type: "AuditEvent", Clauses: sr.Clauses, Sort: sr.Sort, Limit: limit})
+					if err != nil || len(page.Resources) != 1 || page.Resources[0].ID != recs[1].Write.ID {
+						t.Fatalf("%s: %v, %v", tc.query, page.Resources, err)
+					}
+				}
+			}
+			check(s)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = mustOpenAudit(t, path)
+			defer s.Close()
+			check(s)
+		})
+	}
+}
+
+func parseTestQuery(q string) []fhir.Param {
+	var ps []fhir.Param
+	for _, kv := range strings.Split(q, "&") {
+		k, v, _ := strings.Cut(kv, "=")
+		ps = append(ps, fhir.Param{Name: k, Value: v})
+	}
+	return ps
 }

@@ -13,6 +13,8 @@ import (
 // readStmts are prepared on the read pool.
 type readStmts struct {
 	ping, read, vread, listed *sql.Stmt
+	scanAudit, readAudit      *sql.Stmt
+	auditUpdated              *sql.Stmt
 	all                       []*sql.Stmt
 }
 
@@ -26,6 +28,9 @@ func (r *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 			WHERE c.type = ? AND c.id = ?`},
 		{&r.vread, `SELECT updated, deleted, body FROM versions WHERE type = ? AND id = ? AND version = ?`},
 		{&r.listed, `SELECT COUNT(*) FROM sortparams WHERE type = ? AND param = ?`},
+		{&r.scanAudit, `SELECT seq, prev, hash, id, updated, body FROM audit_chain WHERE seq > ? ORDER BY seq LIMIT ?`},
+		{&r.readAudit, `SELECT updated, body FROM audit_chain WHERE id = ?`},
+		{&r.auditUpdated, `SELECT updated FROM audit_chain WHERE seq >= ? ORDER BY seq LIMIT 1`},
 	} {
 		st, err := db.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -50,6 +55,11 @@ func (s *Store) Read(ctx context.Context, typ, id string) (store.Resource, error
 	}
 	r := store.Resource{Type: typ, ID: id}
 	var updated int64
+	if typ == auditType {
+		r.Version = 1
+		err := s.rst.readAudit.QueryRowContext(ctx, id).Scan(&updated, &r.Body)
+		return s.found(r, updated, err, "read")
+	}
 	err := s.rst.read.QueryRowContext(ctx, typ, id).Scan(&r.Version, &updated, &r.Deleted, &r.Body)
 	return s.found(r, updated, err, "read")
 }
@@ -61,6 +71,13 @@ func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (store
 	}
 	r := store.Resource{Type: typ, ID: id, Version: version}
 	var updated int64
+	if typ == auditType {
+		err := sql.ErrNoRows // an AuditEvent has one version
+		if version == 1 {
+			err = s.rst.readAudit.QueryRowContext(ctx, id).Scan(&updated, &r.Body)
+		}
+		return s.found(r, updated, err, "vread")
+	}
 	err := s.rst.vread.QueryRowContext(ctx, typ, id, version).Scan(&updated, &r.Deleted, &r.Body)
 	return s.found(r, updated, err, "vread")
 }
@@ -80,7 +97,8 @@ func (s *Store) found(r store.Resource, updated int64, err error, what string) (
 	return r, nil
 }
 
-// History lists versions newest first. Limit 0 means no limit.
+// History lists versions newest first. Limit 0 means no limit. AuditEvents
+// have no history: they are read and searched (see store.AuditLog).
 func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]store.Resource, error) {
 	if s.isClosed.Load() {
 		return nil, store.ErrClosed

@@ -14,6 +14,9 @@ func (s *Store) Search(ctx context.Context, q store.Query) (store.Page, error) {
 	if s.isClosed.Load() {
 		return store.Page{}, store.ErrClosed
 	}
+	if q.Type == auditType {
+		return s.searchAudit(ctx, q)
+	}
 	driver, err := s.plan(ctx, q)
 	if err != nil {
 		return store.Page{}, err
@@ -67,6 +70,9 @@ func (s *Store) Search(ctx context.Context, q store.Query) (store.Page, error) {
 func (s *Store) Count(ctx context.Context, q store.Query) (int, error) {
 	if s.isClosed.Load() {
 		return 0, store.ErrClosed
+	}
+	if q.Type == auditType {
+		return s.countAudit(ctx, q)
 	}
 	driver, err := s.plan(ctx, q)
 	if err != nil {

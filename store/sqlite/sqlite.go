@@ -10,13 +10,17 @@
 // then answers each waiter. Reads use a separate pool of connections and
 // never wait for the writer.
 //
-// Schema (version 1):
+// Schema (version 2):
 //
 //	versions (updated PK, type, id, version, deleted, body, terms)  every version; UNIQUE(type, id, version), index (type, updated)
 //	current  (type, id PK, version, updated, deleted, lu_lo, lu_hi) the newest version of each resource; index (type, updated, id)
 //	terms    (type, term, id PK)                                    string terms of current, not deleted versions
 //	dates    (type, param, lo, hi, id PK)                           date terms of the same; indexes (type, id, param, lo), (type, param, hi)
 //	sortkeys (type, param, key, id PK), sortparams (type, param PK)  sort keys by date parameter (see sortkeys.go)
+//	audit_chain, audit_index, audit_batches, audit_marks             the audit log, AuditEvents only (see auditrows.go)
+//
+// Version 1 kept AuditEvents in the generic tables; Open moves them into
+// the audit tables (see migrate.go).
 //
 // Times are Unix microseconds. lastUpdated is unique and increasing across
 // the store, so it keys versions and orders history. Open date ranges keep
@@ -26,7 +30,8 @@
 // versions.terms lists the string terms a version put in the terms table,
 // so that the next version can take them out.
 //
-// A search is one SQL query, keyset-paged on (sort key, id). Each clause
+// A search (of any type but AuditEvent, see auditsearch.go) is one SQL
+// query, keyset-paged on (sort key, id). Each clause
 // is a test on current (EXISTS on terms or dates, exact after
 // fhir.DateCond.Match), except that the rarest clause, found by counting
 // its index rows up to a limit, drives the query. Without a rare clause
@@ -69,7 +74,7 @@ type Options struct {
 	Now func() time.Time
 }
 
-const schemaVersion = 1
+const schemaVersion = 2
 
 // Defaults of Options.
 const (
@@ -93,8 +98,15 @@ type Store struct {
 	queue   chan *op
 	batch   int
 	stopped chan struct{}
-	last    int64 // last assigned lastUpdated (µs); writer goroutine only
-	wargs   []any // argument buffer; writer goroutine only
+	// Postings not yet flushed (see postings.go); tailLost (writer
+	// goroutine only) says that a rollback may have undone a flush.
+	tail postTail
+	// dateSpan bounds the date terms of the stored AuditEvents (see
+	// datebounds.go).
+	dateSpan dateSpan
+	tailLost bool
+	last     int64 // last assigned lastUpdated (µs); writer goroutine only
+	wargs    []any // argument buffer; writer goroutine only
 
 	// Sort keys (see sortkeys.go); writer goroutine only.
 	sortParams map[string][]string // type → its date parameters
@@ -206,10 +218,16 @@ func (s *Store) openWriter(ctx context.Context, opts Options) error {
 	if err := migrate(ctx, conn); err != nil {
 		return err
 	}
-	if err := conn.QueryRowContext(ctx, "SELECT COALESCE(MAX(updated), 0) FROM versions").Scan(&s.last); err != nil {
+	if err := conn.QueryRowContext(ctx, "SELECT MAX(COALESCE((SELECT MAX(updated) FROM versions), 0), COALESCE((SELECT MAX(updated) FROM audit_chain), 0))").Scan(&s.last); err != nil {
 		return fmt.Errorf("sqlite: last update: %w", err)
 	}
-	return s.wst.prepare(ctx, conn)
+	if err := s.wst.prepare(ctx, conn); err != nil {
+		return err
+	}
+	if err := s.loadDateSpan(ctx); err != nil {
+		return err
+	}
+	return s.loadTail(ctx)
 }
 
 func (s *Store) openReaders(ctx context.Context, opts Options) error {
@@ -285,16 +303,9 @@ var schema = []string{
 		id    TEXT    NOT NULL,
 		PRIMARY KEY (type, param, key, id)
 	) WITHOUT ROWID`,
-	// The audit hash chain (see audit.go): one row per AuditEvent in
-	// chain order, and the head and retention checkpoint.
-	`CREATE TABLE audit_chain (
-		seq      INTEGER PRIMARY KEY,
-		id       TEXT    NOT NULL,
-		prev     TEXT    NOT NULL,
-		hash     TEXT    NOT NULL,
-		recorded INTEGER NOT NULL
-	)`,
-	`CREATE INDEX audit_chain_recorded ON audit_chain (recorded)`,
+	// The audit log (see auditrows.go), then its head and retention
+	// checkpoint (audit_marks).
+	auditSchema[0], auditSchema[1], auditSchema[2], auditSchema[3],
 	`CREATE TABLE audit_marks (
 		name TEXT PRIMARY KEY,
 		seq  INTEGER NOT NULL,
@@ -307,8 +318,36 @@ var schema = []string{
 	) WITHOUT ROWID`,
 }
 
-// migrate creates the schema in a new database and refuses one written by
-// a newer release.
+// auditSchema is the audit log of schema version 2 (see auditrows.go).
+var auditSchema = []string{
+	`CREATE TABLE audit_chain (
+		seq      INTEGER PRIMARY KEY,
+		id       TEXT    NOT NULL UNIQUE,
+		updated  INTEGER NOT NULL,
+		recorded INTEGER NOT NULL,
+		sortdate INTEGER NOT NULL,
+		prev     TEXT    NOT NULL,
+		hash     TEXT    NOT NULL,
+		terms    BLOB    NOT NULL,
+		body     BLOB    NOT NULL
+	)`,
+	`CREATE INDEX audit_chain_date ON audit_chain (sortdate, id)`,
+	`CREATE TABLE audit_index (
+		key  INTEGER NOT NULL,
+		seq  INTEGER NOT NULL,
+		seqs BLOB    NOT NULL,
+		PRIMARY KEY (key, seq)
+	) WITHOUT ROWID`,
+	`CREATE TABLE audit_batches (
+		first INTEGER PRIMARY KEY,
+		last  INTEGER NOT NULL,
+		keys  BLOB    NOT NULL
+	)`,
+}
+
+// migrate creates the schema in a new database, moves the audit log of a
+// version 1 database into the layout of version 2 (see migrateAudit), and
+// refuses a database written by a newer release.
 func migrate(ctx context.Context, conn *sql.Conn) error {
 	var v int
 	if err := conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
@@ -319,6 +358,8 @@ func migrate(ctx context.Context, conn *sql.Conn) error {
 		return nil
 	case v > schemaVersion:
 		return fmt.Errorf("sqlite: database schema version %d is newer than this release (%d)", v, schemaVersion)
+	case v == 1:
+		return migrateAudit(ctx, conn)
 	}
 	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("sqlite: create schema: %w", err)
@@ -360,9 +401,12 @@ func (s *Store) Close() error {
 		s.isClosed.Store(true)
 		close(s.queue)
 		s.mu.Unlock()
-		<-s.stopped
-
 		var errs []error
+		<-s.stopped
+		if err := s.flushTail(); err != nil {
+			errs = append(errs, err)
+		}
+
 		ctx := context.Background()
 		if _, err := s.wconn.ExecContext(ctx, "PRAGMA optimize"); err != nil {
 			errs = append(errs, fmt.Errorf("sqlite: optimize: %w", err))

@@ -141,12 +141,12 @@ func TestSortKeysBackfill(t *testing.T) {
 	s := MustOpen(t, path)
 	ctx := context.Background()
 	for i := range 20 {
-		body := fmt.Sprintf(`{"resourceType":"AuditEvent","recorded":"2026-11-%02dT10:00:00Z"}`, 28-i)
-		if _, err := s.Create(ctx, storetest.NewWrite(t, "AuditEvent", fmt.Sprintf("a%02d", i), body)); err != nil {
+		body := fmt.Sprintf(`{"resourceType":"Flag","period":{"start":"2026-11-%02dT10:00:00Z"}}`, 28-i)
+		if _, err := s.Create(ctx, storetest.NewWrite(t, "Flag", fmt.Sprintf("a%02d", i), body)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.Delete(ctx, "AuditEvent", "a05", 0); err != nil {
+	if _, err := s.Delete(ctx, "Flag", "a05", 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -158,7 +158,7 @@ func TestSortKeysBackfill(t *testing.T) {
 	sorted := func(s *sqlite.Store) []string {
 		t.Helper()
 		var ids []string
-		q := store.Query{Type: "AuditEvent", Sort: &fhir.SortKey{Param: "date"}, Limit: 7}
+		q := store.Query{Type: "Flag", Sort: &fhir.SortKey{Param: "date"}, Limit: 7}
 		for {
 			p, err := s.Search(ctx, q)
 			if err != nil {
@@ -179,7 +179,7 @@ func TestSortKeysBackfill(t *testing.T) {
 	if len(before) != 19 || before[0] != "a19" || before[18] != "a00" {
 		t.Fatalf("before the backfill: %v", before)
 	}
-	if _, err := s.Update(ctx, storetest.NewWrite(t, "AuditEvent", "a00", `{"resourceType":"AuditEvent","recorded":"2026-10-01T10:00:00Z"}`), 0); err != nil {
+	if _, err := s.Update(ctx, storetest.NewWrite(t, "Flag", "a00", `{"resourceType":"Flag","period":{"start":"2026-10-01T10:00:00Z"}}`), 0); err != nil {
 		t.Fatal(err)
 	}
 	after := sorted(s) // sort keys

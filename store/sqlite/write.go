@@ -29,9 +29,9 @@ type op struct {
 	kind    opKind
 	w       store.Write // for a delete only Type and ID
 	ifMatch int64
-	audit   []store.AuditRecord // opAudit
-	cutoff  int64               // opPurge: recorded before (µs)
-	done    chan result         // buffered: the writer never blocks on a waiter
+	audit   []auditRow  // opAudit
+	cutoff  int64       // opPurge: recorded before (µs)
+	done    chan result // buffered: the writer never blocks on a waiter
 }
 
 type result struct {
@@ -60,6 +60,9 @@ func (s *Store) Delete(ctx context.Context, typ, id string, ifMatch int64) (stor
 func (s *Store) submit(ctx context.Context, kind opKind, w store.Write, ifMatch int64) (store.Resource, error) {
 	if w.Type == "" || w.ID == "" {
 		return store.Resource{}, errors.New("sqlite: a write needs a type and an id")
+	}
+	if w.Type == auditType {
+		return store.Resource{}, errors.New("sqlite: AuditEvents are written only through AppendAudit")
 	}
 	if err := ctx.Err(); err != nil {
 		return store.Resource{}, err
@@ -140,6 +143,7 @@ func (s *Store) commit(batch []*op) {
 		if _, err := s.wst.commit.ExecContext(ctx); err != nil {
 			s.log.Error("commit failed", "writes", len(batch), "err", err)
 			s.listed = nil
+			s.tailLost = true
 			if _, rerr := s.wst.rollback.ExecContext(ctx); rerr != nil {
 				s.log.Error("rollback failed", "err", rerr)
 			}
@@ -173,6 +177,9 @@ func (s *Store) applyOne(ctx context.Context, o *op) result {
 	if err != nil {
 		if !refused(err) {
 			s.listed = nil // it may list what the rollback undoes
+		}
+		if o.kind == opAudit {
+			s.tailLost = true // it may have flushed postings the rollback undoes
 		}
 		if _, rerr := s.wst.rollbackTo.ExecContext(ctx); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("sqlite: rollback to savepoint: %w", rerr))
@@ -455,7 +462,9 @@ type writeStmts struct {
 	selKey, delKey, insKey         *sql.Stmt
 	insVersion, upsCurrent         *sql.Stmt
 	delTerm, delDates              *sql.Stmt
+	insBatch, delPosting           *sql.Stmt
 	insTerms, insDates             [rowsPerInsert + 1]*sql.Stmt // by number of rows
+	insAudit, insPosting           [rowsPerInsert + 1]*sql.Stmt // by number of rows
 	all                            []*sql.Stmt
 }
 
@@ -501,6 +510,8 @@ func (w *writeStmts) prepare(ctx context.Context, conn *sql.Conn) error {
 		{&w.delKey, `DELETE FROM sortkeys WHERE type = ? AND param = ? AND key = ? AND id = ?`},
 		{&w.insKey, `INSERT OR IGNORE INTO sortkeys (type, param, key, id) VALUES (?, ?, ?, ?)`},
 		{&w.delDates, `DELETE FROM dates WHERE type = ? AND id = ?`},
+		{&w.insBatch, `INSERT INTO audit_batches (first, last, keys) VALUES (?, ?, ?)`},
+		{&w.delPosting, `DELETE FROM audit_index WHERE key = ? AND seq = ?`},
 	} {
 		st, err := conn.PrepareContext(ctx, p.sql)
 		if err != nil {

@@ -93,6 +93,7 @@ func testSearchDates(t *testing.T, h Harness) {
 	for _, v := range searchDateValues {
 		for _, p := range datePrefixes {
 			run("AuditEvent", "date="+p+v)
+			run("AuditEvent", "date="+p+v+"&_sort=-date")
 		}
 	}
 	// _lastUpdated, with the instants of stored versions (milliseconds on
