@@ -291,14 +291,14 @@ func TestVerify(t *testing.T) {
 			victim: func(evs []storedEvent) storedEvent { return evs[1] },
 			attack: func(db *sql.DB, ev storedEvent) error {
 				var body []byte
-				if err := db.QueryRow(`SELECT v.body FROM versions v JOIN current c ON c.updated = v.updated WHERE c.type = 'AuditEvent' AND c.id = ?`, ev.id).Scan(&body); err != nil {
+				if err := db.QueryRow(`SELECT body FROM audit_chain WHERE id = ?`, ev.id).Scan(&body); err != nil {
 					return err
 				}
 				edited := bytes.Replace(body, []byte(`"outcome":"4"`), []byte(`"outcome":"0"`), 1)
 				if bytes.Equal(edited, body) {
 					edited = bytes.Replace(body, []byte(`"outcome":"0"`), []byte(`"outcome":"4"`), 1)
 				}
-				_, err := db.Exec(`UPDATE versions SET body = ? WHERE type = 'AuditEvent' AND id = ?`, edited, ev.id)
+				_, err := db.Exec(`UPDATE audit_chain SET body = ? WHERE id = ?`, edited, ev.id)
 				return err
 			},
 			reason: "changed",
@@ -318,20 +318,7 @@ func TestVerify(t *testing.T) {
 			name:   "deleted event",
 			victim: func(evs []storedEvent) storedEvent { return evs[1] },
 			attack: func(db *sql.DB, ev storedEvent) error {
-				for _, q := range []string{`DELETE FROM versions WHERE type = 'AuditEvent' AND id = ?`, `DELETE FROM current WHERE type = 'AuditEvent' AND id = ?`} {
-					if _, err := db.Exec(q, ev.id); err != nil {
-						return err
-					}
-				}
-				return nil
-			},
-			reason: "missing",
-		},
-		{
-			name:   "deleted chain row",
-			victim: func(evs []storedEvent) storedEvent { return evs[3] },
-			attack: func(db *sql.DB, ev storedEvent) error {
-				_, err := db.Exec(`DELETE FROM audit_chain WHERE seq = ?`, ev.seq)
+				_, err := db.Exec(`DELETE FROM audit_chain WHERE id = ?`, ev.id)
 				return err
 			},
 			reason: "missing",
@@ -340,12 +327,8 @@ func TestVerify(t *testing.T) {
 			name:   "removed tail",
 			victim: func(evs []storedEvent) storedEvent { return evs[len(evs)-1] },
 			attack: func(db *sql.DB, ev storedEvent) error {
-				for _, q := range []string{`DELETE FROM versions WHERE type = 'AuditEvent' AND id = ?`, `DELETE FROM current WHERE type = 'AuditEvent' AND id = ?`, `DELETE FROM audit_chain WHERE id = ?`} {
-					if _, err := db.Exec(q, ev.id); err != nil {
-						return err
-					}
-				}
-				return nil
+				_, err := db.Exec(`DELETE FROM audit_chain WHERE id = ?`, ev.id)
+				return err
 			},
 			reason: "removed",
 		},
@@ -870,7 +853,7 @@ func TestNDJSONSearch(t *testing.T) {
 		evs := storedEvents(t, h)
 		victim := evs[10]
 		tamper(t, h, func(db *sql.DB) error {
-			_, err := db.Exec(`DELETE FROM current WHERE type = 'AuditEvent' AND id = ?`, victim.id)
+			_, err := db.Exec(`DELETE FROM audit_chain WHERE id = ?`, victim.id)
 			return err
 		})
 		out := outputOf(t, pollExport(t, sup, kickOff(t, sup, "")))

@@ -104,7 +104,7 @@ func TestAuditVerifyCommand(t *testing.T) {
 		{
 			name: "an edited event",
 			tamper: func(t *testing.T, db string, ids []string) {
-				execDB(t, db, `UPDATE versions SET body = replace(body, '"outcome":"0"', '"outcome":"4"') WHERE type = 'AuditEvent' AND id = ?`, ids[2])
+				execDB(t, db, `UPDATE audit_chain SET body = replace(body, '"outcome":"0"', '"outcome":"4"') WHERE id = ?`, ids[2])
 			},
 			args:   func(dir string) []string { return []string{"audit", "verify", "--data-dir", dir} },
 			code:   1,
