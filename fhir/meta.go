@@ -104,8 +104,23 @@ func plainKey(key string) bool {
 
 // unique keeps, of members with the same key, the last value at the
 // place of the first (what decoding into a map and keeping the first
-// key order gives).
+// key order gives). Objects without duplicate keys, nearly all, come back
+// as they are; small ones are checked without a map.
 func unique(ms []Member) []Member {
+	if len(ms) <= 16 {
+		dup := false
+		for i := 1; i < len(ms) && !dup; i++ {
+			for j := range i {
+				if ms[i].Key == ms[j].Key {
+					dup = true
+					break
+				}
+			}
+		}
+		if !dup {
+			return ms
+		}
+	}
 	at := make(map[string]int, len(ms))
 	out := ms[:0:0]
 	for _, m := range ms {
