@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"strings"
 	"testing"
+
+	"github.com/schakelpunt/schakelpunt/fhir"
 )
 
 // TestPolicyAtTheEdge: each role on each kind of route, with the
@@ -152,8 +154,11 @@ func TestEveryInteractionIsAudited(t *testing.T) {
 	}
 	t.Run("patient is searchable", func(t *testing.T) {
 		r := do(t, h.as("supervisor"), "GET", "/AuditEvent?patient:identifier=http://fhir.nl/fhir/NamingSystem/bsn|999911120", nil)
-		if len(r.entries()) != 2 {
-			t.Errorf("%d events about the patient, want 2 (the registration and the denied search)", len(r.entries()))
+		// The registration, the denied search, and the supervisor's
+		// reading of the log above, whose events were about this patient
+		// or nobody (see TestSearchWithoutBSNNamesThePatient).
+		if len(r.entries()) != 3 {
+			t.Errorf("%d events about the patient, want 3", len(r.entries()))
 		}
 	})
 	t.Run("professionals see only their own events", func(t *testing.T) {
@@ -249,6 +254,52 @@ func TestPIX(t *testing.T) {
 				}
 				if c.targets > 0 && !strings.Contains(string(r.raw), "Patient/at-90000003") {
 					t.Errorf("the other source's reference is missing: %s", r.raw)
+				}
+			}
+		})
+	}
+}
+
+// TestSearchWithoutBSNNamesThePatient: a search that names no BSN (by
+// _id, or a later page) is logged about the patient its results are
+// about, as a read is, so that the patient finds it in their log; results
+// about several patients leave the event without a patient.
+func TestSearchWithoutBSNNamesThePatient(t *testing.T) {
+	h := mustServe(t)
+	const bsn, other = "999911120", "999900031"
+	first := do(t, h, "POST", "/Patient", fixture(t, "patient.json"))
+	second := do(t, h, "POST", "/Patient", []byte(strings.ReplaceAll(string(fixture(t, "patient.json")), bsn, other)))
+	consent := do(t, h, "POST", "/Consent", fixture(t, "consent.json"))
+	for _, r := range []response{first, second, consent} {
+		if r.status != 201 {
+			t.Fatalf("seed: %d %s", r.status, r.raw)
+		}
+	}
+	id := func(r response) string { return r.body["id"].(string) }
+	// The source's events about b (the supervisor's reading of the log
+	// is itself logged about b).
+	eventsAbout := func(b string) int {
+		r := do(t, h.as("supervisor"), "GET", "/AuditEvent?_count=100&agent:identifier="+fhir.SystemUZISystem+"|"+
+			roles["source"].UZI+"&patient:identifier=http://fhir.nl/fhir/NamingSystem/bsn|"+b, nil)
+		return len(r.entries())
+	}
+	for _, tc := range []struct {
+		name, path string
+		want       map[string]int // new events about each BSN
+	}{
+		{"a consent by _id", "/Consent?_id=" + id(consent), map[string]int{bsn: 1, other: 0}},
+		{"a patient by _id", "/Patient?_id=" + id(second), map[string]int{bsn: 0, other: 1}},
+		{"two patients: about neither", "/Patient?_id=" + id(first) + "," + id(second), map[string]int{bsn: 0, other: 0}},
+		{"nothing found: about nobody", "/Patient?_id=unknown", map[string]int{bsn: 0, other: 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := map[string]int{bsn: eventsAbout(bsn), other: eventsAbout(other)}
+			if r := do(t, h, "GET", tc.path, nil); r.status != 200 {
+				t.Fatalf("%d %s", r.status, r.raw)
+			}
+			for b, n := range tc.want {
+				if got := eventsAbout(b) - before[b]; got != n {
+					t.Errorf("%d new events about %s, want %d", got, b, n)
 				}
 			}
 		})

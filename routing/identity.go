@@ -208,22 +208,50 @@ func notePatient(c *gin.Context, typ string, terms fhir.Terms) {
 	if trailOf(c).patient != nil {
 		return
 	}
-	param := "patient"
-	if typ == "Patient" {
-		param = "identifier"
+	if bsn := patientOf(typ, terms); bsn != "" {
+		trailOf(c).patientBSN = bsn
 	}
+}
+
+// patientOf is the BSN a resource with these index terms is about: a
+// Patient's identifier, another type's patient reference; "" for none.
+func patientOf(typ string, terms fhir.Terms) string {
 	var prefix string
 	if typ == "Patient" {
-		prefix = fhir.TermSystemCode(param, fhir.SystemBSN, "")
+		prefix = fhir.TermSystemCode("identifier", fhir.SystemBSN, "")
 	} else {
-		prefix = fhir.TermRefIdentifier(param, fhir.SystemBSN, "")
+		prefix = fhir.TermRefIdentifier("patient", fhir.SystemBSN, "")
 	}
 	for _, s := range terms.Strings {
-		if strings.HasPrefix(s, prefix) {
-			trailOf(c).patientBSN = strings.TrimPrefix(s, prefix)
+		if bsn, ok := strings.CutPrefix(s, prefix); ok {
+			return bsn
+		}
+	}
+	return ""
+}
+
+// notePatientOfResults records, for a search that named no BSN (by _id,
+// say), the patient its results are about, so that the patient finds
+// the access in their log as they would a read. Results about several
+// patients leave the event without one: a single-patient AuditEvent
+// cannot name them all.
+func notePatientOfResults(c *gin.Context, rs []store.Resource) {
+	t := trailOf(c)
+	if t.patient != nil || t.patientBSN != "" || !t.identified {
+		return
+	}
+	only := ""
+	for _, r := range rs {
+		bsn := patientOf(r.Type, termsOf(r.Type, r.Body))
+		switch {
+		case bsn == "" || bsn == only:
+		case only == "":
+			only = bsn
+		default:
 			return
 		}
 	}
+	t.patientBSN = only
 }
 
 // notePatientInQuery records a BSN named in search parameters, for the

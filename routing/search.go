@@ -113,6 +113,7 @@ func (s *server) runSearch(c *gin.Context, p *page) {
 			b.Total = &n
 		}
 		base := s.baseURL(c)
+		notePatientOfResults(c, res.Resources)
 		for _, r := range res.Resources {
 			noteResource(c, r)
 			body := s.shown(r)
