@@ -35,6 +35,8 @@ type PatientConfig struct {
 	// Portal names the source organisations and the categories they
 	// provide, for the portal's pages.
 	Portal PortalConfig
+	// Throttle bounds each client address's requests (Rate 0: none).
+	Throttle Throttle
 	// MaxBody limits request bodies (default 1 MiB).
 	MaxBody    int64
 	PublicBase string
@@ -62,6 +64,9 @@ func NewPatient(cfg PatientConfig) (http.Handler, error) {
 		now: cfg.Now, newID: cfg.NewID, condLocks: newKeyedMutex(), patients: cfg.Verifier,
 	}
 	s.setDefaults()
+	if cfg.Throttle.Rate > 0 {
+		s.throttle = newThrottle(cfg.Throttle, s.now, s.log)
+	}
 	e := s.engine() // identified per group: the FHIR API by bearer token, the portal by its cookie
 	api := e.Group(BasePath, s.identifyBearer, s.negotiate)
 	api.GET("/_page/:token", s.named("page", s.nextPage))

@@ -39,7 +39,7 @@ type patientHarness struct {
 	issuer  *patienttoken.DevIssuerSetup
 }
 
-func mustServePatient(tb testing.TB) *patientHarness {
+func mustServePatient(tb testing.TB, configure ...func(*PatientConfig)) *patientHarness {
 	tb.Helper()
 	h := mustServe(tb)
 	issuer, _, err := patienttoken.OpenDevIssuer(filepath.Join(tb.TempDir(), "issuer"), true)
@@ -51,11 +51,15 @@ func mustServePatient(tb testing.TB) *patientHarness {
 		tb.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ph, err := NewPatient(PatientConfig{Store: h.st, Codec: h.codec, Logger: log, Metrics: NewMetrics(prometheus.NewRegistry()),
+	cfg := PatientConfig{Store: h.st, Codec: h.codec, Logger: log, Metrics: NewMetrics(prometheus.NewRegistry()),
 		Audit: h.rec, Validator: h.validator, Verifier: v, PublicBase: "https://patient.test/fhir/R4",
 		Portal: PortalConfig{Organisations: map[string]PortalOrganisation{
 			"90000002": {Name: "Apotheek De Brug", Categories: []string{fhir.CategoryMedication}},
-		}}})
+		}}}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	ph, err := NewPatient(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -77,6 +77,7 @@ type server struct {
 	audit     AuditRecorder
 	auditLog  store.AuditLog
 	federator Federator
+	throttle  *throttle // the patient listener's limit per client address
 	exportDir string
 	exports   *exportJobs
 	validator Validator
@@ -122,7 +123,11 @@ func (s *server) engine(more ...gin.HandlerFunc) *gin.Engine {
 	e.HandleMethodNotAllowed = true
 	e.RedirectTrailingSlash = false
 	e.RedirectFixedPath = false
-	e.Use(append([]gin.HandlerFunc{s.metrics.observe, s.audited, s.recover}, more...)...)
+	chain := []gin.HandlerFunc{s.metrics.observe}
+	if s.throttle != nil {
+		chain = append(chain, s.throttled(s.throttle)) // before anything is identified or audited
+	}
+	e.Use(append(append(chain, s.audited, s.recover), more...)...)
 	e.NoRoute(s.named("unknown", func(c *gin.Context) {
 		s.fail(c, fhir.Errorf(fhir.KindNotFound, "not-supported", "no such resource type or operation: %s", c.Request.URL.Path))
 	}))

@@ -75,6 +75,10 @@ type PatientConfig struct {
 	Issuer   string `yaml:"issuer"`
 	Audience string `yaml:"audience"`
 	JWKS     string `yaml:"jwks"`
+	// Rate and Burst bound each client address's requests on the
+	// patient listener (see routing.Throttle).
+	Rate  int64 `yaml:"rate"`
+	Burst int64 `yaml:"burst"`
 }
 
 // SourceConfig is one source system (DESIGN.md section 8).
@@ -150,6 +154,8 @@ var settings = []setting{
 	{"patient.issuer", "", "issuer (iss) of patient tokens; empty: a development issuer under DATA/patient-issuer (see patient-token)", func(c *Config) any { return &c.Patient.Issuer }},
 	{"patient.audience", "", "audience (aud) patient tokens must carry (required with patient.issuer)", func(c *Config) any { return &c.Patient.Audience }},
 	{"patient.jwks", "", "the issuer's keys: a JWKS file or https URL, fetched with a timeout and refreshed (required with patient.issuer)", func(c *Config) any { return &c.Patient.JWKS }},
+	{"patient.rate", "20", "requests a second each client address may make on the patient listener, on average (429 beyond); 0: no limit", func(c *Config) any { return &c.Patient.Rate }},
+	{"patient.burst", "60", "requests a client address may make at once on the patient listener", func(c *Config) any { return &c.Patient.Burst }},
 	{"policy.gp_summary_roles", "", "role codes (x for any digit) admitted to the GP summary beyond 01.015 and 01.004, e.g. 01.047", func(c *Config) any { return &c.Policy.GPSummaryRoles }},
 	{"policy.medication_roles", "", "role codes admitted to medication beyond the defaults", func(c *Config) any { return &c.Policy.MedicationRoles }},
 }
@@ -306,6 +312,9 @@ func (c *Config) check() error {
 		return errors.New("config: patient.issuer needs patient.audience and patient.jwks")
 	} else if p.Issuer == "" && (p.Audience != "" || p.JWKS != "") {
 		return errors.New("config: patient.audience and patient.jwks need patient.issuer")
+	}
+	if c.Patient.Rate < 0 || c.Patient.Burst < 1 {
+		return errors.New("config: patient.rate must be 0 or more and patient.burst 1 or more")
 	}
 	if c.DataDir == "" {
 		return errors.New("config: data_dir is empty")

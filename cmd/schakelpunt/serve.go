@@ -208,7 +208,8 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (_
 		ErrorLog:          errLog,
 	}
 	if err := a.startPatient(ctx, routing.PatientConfig{Store: metrics.InstrumentStore(st), Codec: codec, Logger: log, Metrics: metrics,
-		Audit: a.recorder, Validator: validator, MaxBody: cfg.MaxBodyBytes}, tlsConf); err != nil {
+		Audit: a.recorder, Validator: validator, MaxBody: cfg.MaxBodyBytes,
+		Throttle: routing.Throttle{Rate: float64(cfg.Patient.Rate), Burst: int(cfg.Patient.Burst)}}, tlsConf); err != nil {
 		return nil, err
 	}
 	jobs, stopJobs := context.WithCancel(context.Background())
