@@ -26,6 +26,8 @@ var owners = map[string]string{
 	"github.com/FerretDB/FerretDB":          "store/mongo/mongotest",
 	"modernc.org/sqlite":                    "store/sqlite",
 	"github.com/google/fhir/go":             "fhir",
+	"google.golang.org/protobuf":            "fhir",
+	"golang.org/x/time":                     "routing",
 	"gopkg.in/yaml.v3":                      "cmd/schakelpunt",
 	"github.com/golang-jwt/jwt":             "access/patienttoken",
 	"github.com/chromedp":                   "cmd/schakelpunt",
