@@ -40,11 +40,11 @@ type throttle struct {
 	burst      int
 	maxClients int // throttleClients (tests lower it)
 	now        func() time.Time
-	log      *slog.Logger
-	mu       sync.Mutex
-	clients  map[string]*bucket
-	overflow *bucket
-	swept    time.Time
+	log        *slog.Logger
+	mu         sync.Mutex
+	clients    map[string]*bucket
+	overflow   *bucket
+	swept      time.Time
 }
 
 type bucket struct {
