@@ -29,9 +29,6 @@ import (
 // every request a client got an answer to (2xx or 4xx), every registration
 // that was acknowledged, and a hash chain that verifies.
 func TestCrashKeepsAcknowledged(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary: not with -short")
-	}
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "data")

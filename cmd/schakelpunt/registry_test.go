@@ -133,9 +133,6 @@ func TestRegistryResources(t *testing.T) {
 // queries follow; a bad file changes nothing; a change to another setting
 // is named as needing a restart.
 func TestReloadOnSIGHUP(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary: not with -short")
-	}
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "data")
