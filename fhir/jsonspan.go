@@ -1,6 +1,9 @@
 package fhir
 
-import "errors"
+import (
+	"bytes"
+	"errors"
+)
 
 // Member is one member of a JSON object: its key, unescaped, and its
 // value as written.
@@ -21,7 +24,7 @@ var (
 // not check them again, which makes it several times cheaper than
 // decoding when only a few members are wanted.
 func Members(obj []byte) ([]Member, error) {
-	obj = trimSpace(obj)
+	obj = bytes.TrimSpace(obj)
 	if len(obj) == 0 || obj[0] != '{' {
 		return nil, errNotObject
 	}
@@ -35,7 +38,7 @@ func Members(obj []byte) ([]Member, error) {
 // Elements splits a JSON array into its elements, as Members splits an
 // object (arr must be valid JSON).
 func Elements(arr []byte) ([][]byte, error) {
-	arr = trimSpace(arr)
+	arr = bytes.TrimSpace(arr)
 	if len(arr) == 0 || arr[0] != '[' {
 		return nil, errNotArray
 	}
@@ -55,18 +58,10 @@ func Elements(arr []byte) ([][]byte, error) {
 // StringValue returns the string a JSON value holds, and false when the
 // value is not a string.
 func StringValue(v []byte) (string, bool) {
-	v = trimSpace(v)
+	v = bytes.TrimSpace(v)
 	if len(v) < 2 || v[0] != '"' {
 		return "", false
 	}
 	s, err := unquote(v)
 	return s, err == nil
-}
-
-func trimSpace(b []byte) []byte {
-	b = b[skipSpace(b, 0):]
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
-	}
-	return b
 }

@@ -84,16 +84,7 @@ func (a *app) startPatient(ctx context.Context, base routing.PatientConfig, publ
 		MinVersion:   tls.VersionTLS12,
 		NextProtos:   []string{"h2", "http/1.1"},
 	}
-	a.patient = &http.Server{
-		Handler:           handler,
-		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
-	}
+	a.patient = newFHIRServer(handler, tlsConf, slog.NewLogLogger(a.log.Handler(), slog.LevelWarn))
 	go func() { a.served <- a.patient.Serve(tls.NewListener(a.patientLn, tlsConf)) }()
 	a.log.Info("patient listener serving",
 		slog.String("fhir", "https://"+a.PatientAddr()+routing.BasePath),

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -192,16 +193,7 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (_
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
-	a.public = &http.Server{
-		Handler:           handler,
-		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          errLog,
-	}
+	a.public = newFHIRServer(handler, tlsConf, errLog)
 	a.admin = &http.Server{
 		Handler:           routing.Admin(st, reg),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -436,4 +428,19 @@ func devClientCert(ca *pki.CA, prefix string) (tls.Certificate, error) {
 		return tls.Certificate{}, err
 	}
 	return tls.X509KeyPair(certPEM, keyPEM)
+}
+
+// newFHIRServer is an HTTPS server for a FHIR listener (the public and the
+// patient listener): bounded header, read, write and idle times.
+func newFHIRServer(h http.Handler, tlsConf *tls.Config, errLog *stdlog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          errLog,
+	}
 }
