@@ -168,12 +168,9 @@ func (d *Detector) distinctPatients(o *Observation) (Hit, bool) {
 		return Hit{}, false
 	}
 	w := d.professionals.get(o.UZI, newDistinct)
-	w.expire(o.At.Add(-r.Window))
-	w.add(entry{at: o.At, val: o.BSN, id: o.ID}, r.Max+1)
-	if len(w.latest) <= r.Max || o.At.Before(w.quiet) {
+	if !w.tripped(entry{at: o.At, val: o.BSN, id: o.ID}, r.Max, r.Window) {
 		return Hit{}, false
 	}
-	w.quiet = o.At.Add(r.Window)
 	ids, since := w.evidence(d.rules.MaxEvidence)
 	return Hit{
 		Rule: RuleDistinctPatients, At: o.At, Since: since, Subject: practitioner(o.UZI), URAs: []string{o.URA}, Evidence: ids,
@@ -206,12 +203,9 @@ func (d *Detector) manyOrganisations(o *Observation) (Hit, bool) {
 		return Hit{}, false
 	}
 	w := d.patients.get(o.BSN, newDistinct)
-	w.expire(o.At.Add(-r.Window))
-	w.add(entry{at: o.At, val: o.URA, id: o.ID}, r.Max+1)
-	if len(w.latest) <= r.Max || o.At.Before(w.quiet) {
+	if !w.tripped(entry{at: o.At, val: o.URA, id: o.ID}, r.Max, r.Window) {
 		return Hit{}, false
 	}
-	w.quiet = o.At.Add(r.Window)
 	ids, since := w.evidence(d.rules.MaxEvidence)
 	uras := make([]string, 0, len(w.latest))
 	for ura := range w.latest {

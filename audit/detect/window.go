@@ -185,3 +185,16 @@ func (k *keyed[T]) shrink() {
 		}
 	}
 }
+
+// tripped adds e to the window (the last window of time) and reports
+// whether it now holds more than max distinct values outside its quiet
+// time, which it then starts: one alert a window, not one an event.
+func (w *distinctWindow) tripped(e entry, max int, window time.Duration) bool {
+	w.expire(e.at.Add(-window))
+	w.add(e, max+1)
+	if len(w.latest) <= max || e.at.Before(w.quiet) {
+		return false
+	}
+	w.quiet = e.at.Add(window)
+	return true
+}
