@@ -62,10 +62,18 @@ type baseRules struct{ google bool }
 // as an R4 resource, KindUnprocessable for failed base validation, each
 // issue with the FHIRPath of the element at fault.
 func (c *Codec) Validate(body []byte, wantType string) (*Resource, error) {
-	return validateBase(body, wantType, baseRules{})
+	return validateBase(body, wantType, baseRules{}, nil)
 }
 
-func validateBase(body []byte, wantType string, rules baseRules) (*Resource, error) {
+// ValidateSome is Validate for a caller that looks at only some of the
+// resource's top-level elements: the Resource's Doc holds "resourceType"
+// and the members for which keep(resourceType, key) is true, and nothing
+// is built for the others. The verdict is Validate's.
+func (c *Codec) ValidateSome(body []byte, wantType string, keep func(resourceType, key string) bool) (*Resource, error) {
+	return validateBase(body, wantType, baseRules{}, keep)
+}
+
+func validateBase(body []byte, wantType string, rules baseRules, keep func(resourceType, key string) bool) (*Resource, error) {
 	doc, ok := decodeFast(body)
 	if !ok {
 		var err error
@@ -105,6 +113,13 @@ func validateBase(body []byte, wantType string, rules baseRules) (*Resource, err
 		return nil, out
 	}
 	id, _ := doc["id"].(string)
+	if keep != nil {
+		for k := range doc {
+			if k != "resourceType" && !keep(rt, k) {
+				delete(doc, k)
+			}
+		}
+	}
 	return &Resource{Type: rt, ID: id, Raw: body, Doc: doc}, nil
 }
 

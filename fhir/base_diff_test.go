@@ -92,7 +92,7 @@ func googleVerdict(tb testing.TB, body []byte) verdict {
 }
 
 func ourVerdict(body []byte) verdict {
-	_, err := validateBase(body, "", baseRules{google: true})
+	_, err := validateBase(body, "", baseRules{google: true}, nil)
 	return verdictOf(err)
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -286,4 +287,29 @@ func FuzzBaseValidation(f *testing.F) {
 			t.Fatalf("%s\nbody: %s", d, body)
 		}
 	})
+}
+
+func TestValidateSomeKeepsOnlyWhatIsAsked(t *testing.T) {
+	body := []byte(`{"resourceType":"Patient","id":"p1","active":true,"gender":"female"}`)
+	var asked []string
+	res, err := MustCodec(t).ValidateSome(body, "", func(rt, key string) bool {
+		asked = append(asked, rt+"."+key)
+		return key == "gender"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Doc) != 2 || res.Doc["gender"] != "female" || res.Doc["resourceType"] != "Patient" {
+		t.Errorf("Doc = %v, want resourceType and gender only", res.Doc)
+	}
+	if res.ID != "p1" {
+		t.Errorf("ID = %q, want p1", res.ID)
+	}
+	slices.Sort(asked)
+	if want := []string{"Patient.active", "Patient.gender", "Patient.id"}; !slices.Equal(asked, want) {
+		t.Errorf("keep asked about %v, want %v", asked, want)
+	}
+	if _, err := MustCodec(t).ValidateSome([]byte(`{"resourceType":"Patient","gender":"x"}`), "", func(string, string) bool { return false }); err == nil {
+		t.Error("an invalid resource passed ValidateSome")
+	}
 }
