@@ -76,13 +76,15 @@ func (c *Codec) ValidateSome(body []byte, wantType string, keep func(resourceTyp
 func validateBase(body []byte, wantType string, rules baseRules, keep func(resourceType, key string) bool) (*Resource, error) {
 	doc, ok := decodeFast(body)
 	if !ok {
-		var err error
-		if doc, err = decodeObject(body); err != nil {
+		m, err := decodeObject(body)
+		if err != nil {
 			return nil, err
 		}
+		doc = fromAny(m).(*jsonObject)
 	}
-	rt, err := resourceType(doc, wantType)
-	if err != nil {
+	rtv, _ := doc.get("resourceType")
+	rt, _ := rtv.(string)
+	if err := checkResourceType(rt, wantType); err != nil {
 		return nil, err
 	}
 	t, err := loadBaseTable()
@@ -112,15 +114,15 @@ func validateBase(body []byte, wantType string, rules baseRules, keep func(resou
 	if out != nil {
 		return nil, out
 	}
-	id, _ := doc["id"].(string)
-	if keep != nil {
-		for k := range doc {
-			if k != "resourceType" && !keep(rt, k) {
-				delete(doc, k)
-			}
+	idv, _ := doc.get("id")
+	id, _ := idv.(string)
+	m := make(map[string]any, len(doc.members))
+	for _, p := range doc.members {
+		if keep == nil || p.k == "resourceType" || keep(rt, p.k) {
+			m[p.k] = toAny(p.v)
 		}
 	}
-	return &Resource{Type: rt, ID: id, Raw: body, Doc: doc}, nil
+	return &Resource{Type: rt, ID: id, Raw: body, Doc: m}, nil
 }
 
 var walkers = sync.Pool{New: func() any { return &walker{} }}
@@ -229,7 +231,7 @@ func (t *btype) lookup(k string) (fieldKey, bool) {
 // object walks the JSON objects that make up one message of type t
 // (usually one; more when case variants of a key name the same repeated
 // field and their elements merge). dots is the depth google/fhir counts.
-func (w *walker) object(t *btype, obj map[string]any, more []map[string]any, dots int, resource bool) {
+func (w *walker) object(t *btype, obj *jsonObject, more []*jsonObject, dots int, resource bool) {
 	if dots > maxNestingDepth {
 		w.readError("value", "element exceeds the maximum nesting depth of "+strconv.Itoa(maxNestingDepth))
 		return
@@ -281,8 +283,9 @@ func (w *walker) object(t *btype, obj map[string]any, more []map[string]any, dot
 	}
 }
 
-func (w *walker) collect(t *btype, obj map[string]any, resource bool) {
-	for k, v := range obj {
+func (w *walker) collect(t *btype, obj *jsonObject, resource bool) {
+	for _, p := range obj.members {
+		k, v := p.k, p.v
 		if resource && k == "resourceType" {
 			continue
 		}
@@ -451,9 +454,9 @@ func (w *walker) pairedValue(lists [][]any, k, i int) bool {
 // mergedElement reads index i of several arrays of a complex element
 // (case variants of its key): their objects merge into one.
 func (w *walker) mergedElement(ft *bfield, t *btype, group []item, lists [][]any, i, dots int) {
-	objs := make([]map[string]any, 0, len(lists))
+	objs := make([]*jsonObject, 0, len(lists))
 	for _, a := range lists {
-		o, ok := a[i].(map[string]any)
+		o, ok := a[i].(*jsonObject)
 		if !ok {
 			w.readError("value", "expected a JSON object")
 			return
@@ -469,7 +472,7 @@ func (w *walker) mergedElement(ft *bfield, t *btype, group []item, lists [][]any
 
 // element reads one value of a complex, reference or resource type.
 func (w *walker) element(ft *bfield, t *btype, key string, v any, dots int) {
-	obj, ok := v.(map[string]any)
+	obj, ok := v.(*jsonObject)
 	if !ok {
 		w.readError("value", "expected a JSON object")
 		return
@@ -493,8 +496,8 @@ func (w *walker) element(ft *bfield, t *btype, key string, v any, dots int) {
 }
 
 // resource reads a contained resource or a Bundle entry's resource.
-func (w *walker) resource(t *btype, obj map[string]any, dots int) {
-	rtv, ok := obj["resourceType"]
+func (w *walker) resource(t *btype, obj *jsonObject, dots int) {
+	rtv, ok := obj.get("resourceType")
 	if !ok {
 		w.readError("value", `missing required element "resourceType"`)
 		return
@@ -519,11 +522,12 @@ func (w *walker) resource(t *btype, obj map[string]any, dots int) {
 // (dropping the reference string and its extensions, which its validation
 // pass then never sees, and checking the version as an id); the type must
 // be one the element allows.
-func (w *walker) reference(ft *bfield, t *btype, obj map[string]any, dots int) {
+func (w *walker) reference(ft *bfield, t *btype, obj *jsonObject, dots int) {
 	var set *bfield
 	var setKey string
 	single := true
-	for k := range obj {
+	for _, p := range obj.members {
+		k := p.k
 		fk, ok := t.lookup(k)
 		if !ok {
 			continue
@@ -542,7 +546,8 @@ func (w *walker) reference(ft *bfield, t *btype, obj map[string]any, dots int) {
 	if set != nil && single {
 		refType = t.refOneof[set]
 		if set == t.refURI {
-			s, _ := obj[setKey].(string)
+			v, _ := obj.get(setKey)
+			s, _ := v.(string)
 			if strings.HasPrefix(s, "#") {
 				fragment, w.refNorm = s[1:], true
 			} else if typ, hist, ok := relativeType(s); ok && (w.t.r4Ref[typ] || w.t.stu3Only[typ]) {
@@ -595,7 +600,7 @@ func relativeType(s string) (typ, history string, ok bool) {
 // (false when it has none: an object of id and extensions, or an error).
 func (w *walker) primitive(t *btype, v any, dots int) (any, bool) {
 	switch x := v.(type) {
-	case map[string]any:
+	case *jsonObject:
 		w.object(t, x, nil, dots, false)
 		if t.noExtension {
 			// google/fhir fails to mark it as having no value.

@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"bytes"
+	"fmt"
 	"net/url"
 	"os"
 	"reflect"
@@ -231,7 +232,8 @@ func FuzzBaseDates(f *testing.F) {
 func TestDecodeFast(t *testing.T) {
 	inputs := []string{`{}`, `{"a":1}`, ` {"a":[1,2.5e-3,-0,"x",true,false,null,{}]} `, `{"a":"\u00e9\ud83d\ude00\ud800x\"\\\/\b\f\n\r\t"}`,
 		`{"a":1,"a":2}`, `{"a":"\ud800\u0041"}`, `{"a":01}`, `{"a":1.}`, `{"a":"x`, `{"a":1}{}`, `[1]`, `{"a":tru}`, "{\"a\":\"\x01\"}",
-		"{\"a\":\"\xff\"}", `{"a":"\uZZZZ"}`, `{"a" 1}`, `{"a":1,}`, `{"a":[1,]}`}
+		"{\"a\":\"\xff\"}", `{"a":"\uZZZZ"}`, `{"a" 1}`, `{"a":1,}`, `{"a":[1,]}`,
+		`{"a":1,"b":{"c":1,"c":[2]},"a":{"d":null}}`, manyKeys(40)}
 	for _, path := range corpusFiles(t)[:20] {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -244,6 +246,45 @@ func TestDecodeFast(t *testing.T) {
 	}
 }
 
+// manyKeys is an object of n members whose keys repeat (k0 to k{n/2-1},
+// twice), large enough for uniqueMembers to index them with a map.
+func manyKeys(n int) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"k%d":%d`, i%(n/2), i)
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// repeatedKey returns a key that an object within v holds twice, or "".
+func repeatedKey(v any) string {
+	switch x := v.(type) {
+	case *jsonObject:
+		seen := map[string]bool{}
+		for _, p := range x.members {
+			if seen[p.k] {
+				return p.k
+			}
+			seen[p.k] = true
+			if k := repeatedKey(p.v); k != "" {
+				return k
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if k := repeatedKey(e); k != "" {
+				return k
+			}
+		}
+	}
+	return ""
+}
+
 func checkDecodeFast(t *testing.T, body []byte) {
 	t.Helper()
 	fast, ok := decodeFast(body)
@@ -254,8 +295,14 @@ func checkDecodeFast(t *testing.T, body []byte) {
 	if err != nil {
 		t.Fatalf("decodeFast took %q, which encoding/json refuses: %v", body, err)
 	}
-	if !reflect.DeepEqual(fast, slow) {
-		t.Fatalf("decodeFast(%q) = %v, encoding/json: %v", body, fast, slow)
+	if got := toAny(fast); !reflect.DeepEqual(got, slow) {
+		t.Fatalf("decodeFast(%q) = %v, encoding/json: %v", body, got, slow)
+	}
+	if k := repeatedKey(fast); k != "" {
+		t.Fatalf("decodeFast(%q) holds key %q twice in one object", body, k)
+	}
+	if again := fromAny(slow); !reflect.DeepEqual(toAny(again), slow) {
+		t.Fatalf("fromAny(%v) does not turn back into it", slow)
 	}
 }
 
@@ -312,4 +359,34 @@ func TestValidateSomeKeepsOnlyWhatIsAsked(t *testing.T) {
 	if _, err := MustCodec(t).ValidateSome([]byte(`{"resourceType":"Patient","gender":"x"}`), "", func(string, string) bool { return false }); err == nil {
 		t.Error("an invalid resource passed ValidateSome")
 	}
+}
+
+// BenchmarkValidate is base validation of a typical MedicationDispense
+// from a pharmacy system (1.6 kB), as a federated query checks each one a
+// source returns:
+//
+//	go test ./fhir -run '^$' -bench BenchmarkValidate -benchtime 20000x
+func BenchmarkValidate(b *testing.B) {
+	body, err := os.ReadFile("../profiles/testdata/md-valid.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := MustCodec(b)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	b.Run("whole", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := c.Validate(body, ""); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("some", func(b *testing.B) { // as profiles asks for a MedicationDispense
+		keep := func(_, k string) bool { return k == "meta" || k == "subject" || k == "status" }
+		for b.Loop() {
+			if _, err := c.ValidateSome(body, "", keep); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

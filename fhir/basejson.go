@@ -2,20 +2,24 @@ package fhir
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
 	"sync"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
 )
 
-// decodeFast decodes a JSON object into what decodeObject returns (numbers
-// as json.Number), about three times faster: keys, numbers and strings
-// without escapes are substrings of one copy of body, and maps and slices
-// are made at their final size. It reports false for anything it does not
+// decodeFast decodes a JSON object into the tree the base walk reads: a
+// *jsonObject for each object, []any for arrays, string, bool, nil and
+// json.Number for numbers. It holds what decodeObject's maps would hold
+// (toAny makes them), without building maps: keys, numbers and strings
+// without escapes are substrings of one copy of body, and members and
+// slices are made at their final size. It reports false for anything it does not
 // decode exactly as encoding/json would (invalid JSON, invalid UTF-8, a
 // value other than an object, nesting beyond encoding/json's limit): the
 // caller then uses decodeObject, for its verdict and its message.
-func decodeFast(body []byte) (map[string]any, bool) {
+func decodeFast(body []byte) (*jsonObject, bool) {
 	s := string(body)
 	if !utf8.ValidString(s) {
 		return nil, false
@@ -36,7 +40,7 @@ func decodeFast(body []byte) (map[string]any, bool) {
 	if d.i != len(s) {
 		return nil, false
 	}
-	return v.(map[string]any), true
+	return v.(*jsonObject), true
 }
 
 var decoders = sync.Pool{New: func() any { return &jsonDecoder{} }}
@@ -108,7 +112,7 @@ func (d *jsonDecoder) object(depth int) (any, bool) {
 	d.space()
 	if d.i < len(d.s) && d.s[d.i] == '}' {
 		d.i++
-		return map[string]any{}, true
+		return &jsonObject{}, true
 	}
 	for {
 		d.space()
@@ -136,13 +140,93 @@ func (d *jsonDecoder) object(depth int) (any, bool) {
 			break
 		}
 	}
-	m := make(map[string]any, len(d.pairs)-base)
-	for _, p := range d.pairs[base:] {
-		m[p.k] = p.v
-	}
+	o := &jsonObject{members: uniqueMembers(d.pairs[base:])}
 	clear(d.pairs[base:])
 	d.pairs = d.pairs[:base]
-	return m, true
+	return o, true
+}
+
+// jsonObject is a decoded JSON object: its members in the order given,
+// each key once. A key given more than once has its last value, at the
+// place it was first given, as in the map encoding/json would make.
+type jsonObject struct{ members []jsonPair }
+
+// get returns the value of key k.
+func (o *jsonObject) get(k string) (any, bool) {
+	for _, p := range o.members {
+		if p.k == k {
+			return p.v, true
+		}
+	}
+	return nil, false
+}
+
+// uniqueMembers copies ps, each key once with its last value.
+func uniqueMembers(ps []jsonPair) []jsonPair {
+	out := make([]jsonPair, 0, len(ps))
+	if len(ps) <= 32 {
+	next:
+		for _, p := range ps {
+			for i := range out {
+				if out[i].k == p.k {
+					out[i].v = p.v
+					continue next
+				}
+			}
+			out = append(out, p)
+		}
+		return out
+	}
+	at := make(map[string]int, len(ps))
+	for _, p := range ps {
+		if i, ok := at[p.k]; ok {
+			out[i].v = p.v
+			continue
+		}
+		at[p.k] = len(out)
+		out = append(out, p)
+	}
+	return out
+}
+
+// toAny turns a decoded value into what encoding/json decodes (maps for
+// objects, numbers as json.Number).
+func toAny(v any) any {
+	switch x := v.(type) {
+	case *jsonObject:
+		m := make(map[string]any, len(x.members))
+		for _, p := range x.members {
+			m[p.k] = toAny(p.v)
+		}
+		return m
+	case []any:
+		a := make([]any, len(x))
+		for i, e := range x {
+			a[i] = toAny(e)
+		}
+		return a
+	}
+	return v
+}
+
+// fromAny turns what encoding/json decodes into the tree decodeFast makes,
+// members in key order.
+func fromAny(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		o := &jsonObject{members: make([]jsonPair, 0, len(x))}
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			o.members = append(o.members, jsonPair{k, fromAny(x[k])})
+		}
+		return o
+	case []any:
+		a := make([]any, len(x))
+		for i, e := range x {
+			a[i] = fromAny(e)
+		}
+		return a
+	}
+	return v
 }
 
 func (d *jsonDecoder) array(depth int) (any, bool) {

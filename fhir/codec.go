@@ -108,13 +108,19 @@ func (c *Codec) Parse(body []byte, wantType string) (*Resource, error) {
 // that is empty.
 func resourceType(doc map[string]any, wantType string) (string, error) {
 	rt, _ := doc["resourceType"].(string)
+	return rt, checkResourceType(rt, wantType)
+}
+
+// checkResourceType checks a resource's resourceType rt ("" when it has
+// none) against the type wanted ("" for any).
+func checkResourceType(rt, wantType string) error {
 	if rt == "" {
-		return "", Errorf(KindInvalid, "structure", "resource has no resourceType").At("resourceType")
+		return Errorf(KindInvalid, "structure", "resource has no resourceType").At("resourceType")
 	}
 	if wantType != "" && rt != wantType {
-		return "", Errorf(KindInvalid, "invalid", "expected a %s resource, got %s", wantType, rt).At("resourceType")
+		return Errorf(KindInvalid, "invalid", "expected a %s resource, got %s", wantType, rt).At("resourceType")
 	}
-	return rt, nil
+	return nil
 }
 
 // decodeObject decodes a JSON object with numbers kept as json.Number.
