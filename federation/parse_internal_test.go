@@ -44,6 +44,15 @@ func TestParseSearchset(t *testing.T) {
 		{"an entry that is not an object", `{"resourceType":"Bundle","type":"searchset","entry":[1]}`, page{}, errGarbage},
 		{"links of the wrong shape", `{"resourceType":"Bundle","type":"searchset","link":{"url":1}}`, page{}, errGarbage},
 		{"a search of the wrong shape", `{"resourceType":"Bundle","type":"searchset","entry":[{"search":"match"}]}`, page{}, errGarbage},
+		{"a fullUrl that is not a string is kept for the check to refuse",
+			`{"resourceType":"Bundle","type":"searchset","entry":[{"fullUrl":7,"resource":` + md + `}]}`,
+			page{entries: []entry{{Resource: []byte(md)}}}, nil},
+		{"malformed JSON in a member not read", `{"resourceType":"Bundle","type":"searchset","meta":{"x" 1}}`, page{}, errGarbage},
+		{"malformed JSON in an entry member not read", `{"resourceType":"Bundle","type":"searchset","entry":[{"request":[1,],"resource":` + md + `}]}`, page{}, errGarbage},
+		{"malformed JSON in an outcome entry's resource",
+			`{"resourceType":"Bundle","type":"searchset","entry":[{"resource":{"a":tru},"search":{"mode":"outcome"}}]}`, page{}, errGarbage},
+		{"a missing comma between entries", `{"resourceType":"Bundle","type":"searchset","entry":[{"resource":` + md + `} {"resource":` + md + `}]}`, page{}, errGarbage},
+		{"something after the Bundle", `{"resourceType":"Bundle","type":"searchset"} {}`, page{}, errGarbage},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseSearchset([]byte(tc.body))
@@ -88,4 +97,31 @@ func BenchmarkParseSearchset(b *testing.B) {
 			b.Fatal(err, len(p.entries))
 		}
 	}
+}
+
+// FuzzParseSearchset: an answer is read only when it is valid JSON, except
+// inside the match entries' resources, which validation reads whole.
+func FuzzParseSearchset(f *testing.F) {
+	md := `{"resourceType":"MedicationDispense","id":"1"}`
+	for _, s := range []string{
+		`{"resourceType":"Bundle","type":"searchset","link":[{"relation":"next","url":"n"}],"entry":[{"fullUrl":"u1","resource":` + md + `,"search":{"mode":"match"}}]}`,
+		`{"resourceType":"Bundle","type":"searchset","total":0,"meta":{"lastUpdated":"2026-01-01T00:00:00Z"}}`,
+		`{"resourceType":"Bundle","type":"searchset","entry":[{"resource":{},"search":{"mode":"include"}}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p, err := parseSearchset(body)
+		if err != nil {
+			return
+		}
+		for _, en := range p.entries {
+			if !json.Valid(en.Resource) {
+				return // validation refuses it
+			}
+		}
+		if !json.Valid(body) {
+			t.Fatalf("read an answer that is not JSON: %q", body)
+		}
+	})
 }

@@ -1,7 +1,7 @@
 package fhir
 
 import (
-	"bytes"
+	"encoding/json"
 	"errors"
 )
 
@@ -19,12 +19,15 @@ var (
 
 // Members splits a JSON object into its members, in order; of members
 // with the same key the last value is kept at the place of the first, as
-// decoders do. obj must be valid JSON (from a decoder, or checked with
-// json.Valid): Members finds the members by their byte spans and does
-// not check them again, which makes it several times cheaper than
-// decoding when only a few members are wanted.
+// decoders do. It finds the members by their byte spans, which makes it
+// several times cheaper than decoding when only a few members are wanted,
+// and checks the object's own syntax (keys, colons, commas, each value
+// whole, numbers and literals) but not the inside of its values: a caller
+// checks a value it reads (Members or Elements again, StringValue, a
+// decoder) or the whole first (json.Valid). The values of a key given
+// again, which are dropped, are checked here.
 func Members(obj []byte) ([]Member, error) {
-	obj = bytes.TrimSpace(obj)
+	obj = trimSpace(obj)
 	if len(obj) == 0 || obj[0] != '{' {
 		return nil, errNotObject
 	}
@@ -32,33 +35,55 @@ func Members(obj []byte) ([]Member, error) {
 	if err != nil {
 		return nil, err
 	}
-	return unique(ms), nil
+	out := unique(ms)
+	if len(out) < len(ms) {
+		// The values a later one replaced are not read again: check them
+		// now (a rare case).
+		for _, m := range ms {
+			if !json.Valid(m.Value) {
+				return nil, errMalformed
+			}
+		}
+	}
+	return out, nil
 }
 
-// Elements splits a JSON array into its elements, as Members splits an
-// object (arr must be valid JSON).
+// Elements splits a JSON array into its elements, checking as Members
+// does.
 func Elements(arr []byte) ([][]byte, error) {
-	arr = bytes.TrimSpace(arr)
+	arr = trimSpace(arr)
 	if len(arr) == 0 || arr[0] != '[' {
 		return nil, errNotArray
 	}
 	var out [][]byte
-	for i := skipSpace(arr, 1); i < len(arr) && arr[i] != ']'; {
-		if arr[i] == ',' {
-			i = skipSpace(arr, i+1)
-			continue
-		}
-		end := skipValue(arr, i)
-		out = append(out, arr[i:end])
-		i = skipSpace(arr, end)
+	i := skipSpace(arr, 1)
+	if i < len(arr) && arr[i] == ']' {
+		return out, trailing(arr, i+1)
 	}
-	return out, nil
+	for {
+		end, ok := valueEnd(arr, i)
+		if !ok {
+			return nil, errMalformed
+		}
+		out = append(out, arr[i:end])
+		if i = skipSpace(arr, end); i >= len(arr) {
+			return nil, errMalformed
+		}
+		switch arr[i] {
+		case ',':
+			i = skipSpace(arr, i+1)
+		case ']':
+			return out, trailing(arr, i+1)
+		default:
+			return nil, errMalformed
+		}
+	}
 }
 
 // StringValue returns the string a JSON value holds, and false when the
 // value is not a string.
 func StringValue(v []byte) (string, bool) {
-	v = bytes.TrimSpace(v)
+	v = trimSpace(v)
 	if len(v) < 2 || v[0] != '"' {
 		return "", false
 	}

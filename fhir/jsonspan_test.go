@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -64,7 +65,15 @@ func FuzzMembers(f *testing.F) {
 	for _, s := range []string{`{"a":[1,"]",{"b":{}}],"c":"\"}"}`, `[{"a":1}, [], "x", 2.5e3, null]`, `{"a":1,"a":{"b":2}}`} {
 		f.Add([]byte(s))
 	}
+	for _, s := range []string{`{"a" 1}`, `{"a":1 "b":2}`, `[1 2]`, `{"a":tru}`, `{"a":01}`, `{"a":[1,]}`, `{"a":"\x"}`, "{\"a\":\"\x01\"}", `{"a":1}}`, `{"a":"b\"}`} {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
+		if c := bytes.TrimSpace(raw); len(c) > 0 && (c[0] == '{' || c[0] == '[') {
+			if got, want := deepSplit(raw), json.Valid(raw); got != want {
+				t.Fatalf("%q: split all the way down: %v, json.Valid: %v", raw, got, want)
+			}
+		}
 		var v any
 		if json.Unmarshal(raw, &v) != nil {
 			return
@@ -108,4 +117,64 @@ func FuzzMembers(f *testing.F) {
 			}
 		}
 	})
+}
+
+// deepSplit splits raw with Members and Elements all the way down, reading
+// strings with StringValue: what a caller that reads every value checks.
+func deepSplit(raw []byte) bool {
+	raw = trimSpace(raw)
+	if len(raw) == 0 {
+		return false
+	}
+	switch raw[0] {
+	case '{':
+		ms, err := Members(raw)
+		if err != nil {
+			return false
+		}
+		for _, m := range ms {
+			if !deepSplit(m.Value) {
+				return false
+			}
+		}
+		return true
+	case '[':
+		els, err := Elements(raw)
+		if err != nil {
+			return false
+		}
+		for _, e := range els {
+			if !deepSplit(e) {
+				return false
+			}
+		}
+		return true
+	case '"':
+		_, ok := StringValue(raw)
+		return ok
+	}
+	return json.Valid(raw) // numbers and literals: valueEnd checked them
+}
+
+// TestSplitChecksSyntax: splitting all the way down refuses what
+// encoding/json refuses.
+func TestSplitChecksSyntax(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want bool
+	}{
+		{`{}`, true}, {` { "a" : [ 1 , {"b":null} ] } `, true}, {`[]`, true}, {`{"a":-0.5e+3}`, true},
+		{`{"a" 1}`, false}, {`{"a":1 "b":2}`, false}, {`[1 2]`, false}, {`{"a":tru}`, false}, {`{"a":01}`, false},
+		{`{"a":[1,]}`, false}, {`{"a":1,}`, false}, {`{,}`, false}, {`{"a":"\x"}`, false}, {"{\"a\":\"\x01\"}", false},
+		{`{"a":1}}`, false}, {`{"a":"b\"}`, false}, {`{"a":{"b":1}`, false}, {`[[1]`, false}, {`{"a":}`, false}, {`{1:2}`, false},
+	} {
+		t.Run(tt.in, func(t *testing.T) {
+			if got := deepSplit([]byte(tt.in)); got != tt.want {
+				t.Errorf("deepSplit = %v, want %v", got, tt.want)
+			}
+			if json.Valid([]byte(tt.in)) != tt.want {
+				t.Fatalf("the table is wrong about %q", tt.in)
+			}
+		})
+	}
 }

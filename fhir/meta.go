@@ -16,7 +16,7 @@ import (
 // decode values: it checks the document once (json.Valid) and then only
 // splits the top level (and meta) into members by their byte spans.
 func WithMeta(raw []byte, m Meta) ([]byte, error) {
-	raw = bytes.TrimSpace(raw)
+	raw = trimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' || !json.Valid(raw) {
 		return nil, Errorf(KindInvalid, "structure", "resource is not a JSON object")
 	}
@@ -134,44 +134,175 @@ func unique(ms []Member) []Member {
 	return out
 }
 
-// splitObject splits a valid JSON object (checked with json.Valid by the
-// caller) into its members.
+// splitObject splits a JSON object (obj starts with '{', trimmed) into its
+// members. It checks the object's own syntax: quoted keys, colons and
+// commas, each value whole by its extent and a number or literal by its
+// grammar, and nothing after the closing brace. The inside of an object,
+// array or string value is not checked: a caller that reads one checks it
+// then (Members, Elements, StringValue, a decoder), or checks the whole
+// with json.Valid first.
 func splitObject(obj []byte) ([]Member, error) {
 	ms := make([]Member, 0, 16)
 	i := skipSpace(obj, 1)
-	for i < len(obj) && obj[i] != '}' {
-		if obj[i] == ',' {
-			i = skipSpace(obj, i+1)
-			continue
+	if i < len(obj) && obj[i] == '}' {
+		return ms, trailing(obj, i+1)
+	}
+	for {
+		if i >= len(obj) || obj[i] != '"' {
+			return nil, errMalformed
 		}
-		end := skipString(obj, i)
+		end, ok := valueEnd(obj, i)
+		if !ok {
+			return nil, errMalformed
+		}
 		key, err := unquote(obj[i:end])
 		if err != nil {
 			return nil, Errorf(KindInvalid, "structure", "malformed JSON object").Wrap(err)
 		}
 		i = skipSpace(obj, end)
-		i = skipSpace(obj, i+1) // the colon
-		vend := skipValue(obj, i)
+		if i >= len(obj) || obj[i] != ':' {
+			return nil, errMalformed
+		}
+		i = skipSpace(obj, i+1)
+		vend, ok := valueEnd(obj, i)
+		if !ok {
+			return nil, errMalformed
+		}
 		ms = append(ms, Member{Key: key, Value: obj[i:vend]})
-		i = skipSpace(obj, vend)
+		if i = skipSpace(obj, vend); i >= len(obj) {
+			return nil, errMalformed
+		}
+		switch obj[i] {
+		case ',':
+			i = skipSpace(obj, i+1)
+		case '}':
+			return ms, trailing(obj, i+1)
+		default:
+			return nil, errMalformed
+		}
 	}
-	return ms, nil
 }
 
+var errMalformed = Errorf(KindInvalid, "structure", "malformed JSON")
+
+// trailing checks that nothing but space follows index i of b.
+func trailing(b []byte, i int) error {
+	if skipSpace(b, i) != len(b) {
+		return errMalformed
+	}
+	return nil
+}
+
+// valueEnd returns the index after the value starting at b[i], and false
+// when there is none: a string, object or array without its end, or a
+// number or literal that is not one. b is the object or array that holds
+// the value, so the value ends before b does.
+func valueEnd(b []byte, i int) (int, bool) {
+	if i >= len(b) {
+		return i, false
+	}
+	end := skipValue(b, i)
+	if end >= len(b) {
+		return end, false
+	}
+	switch c := b[i]; c {
+	case '"':
+		return end, end-i >= 2 && b[end-1] == '"'
+	case '{', '[':
+		closing := byte('}')
+		if c == '[' {
+			closing = ']'
+		}
+		return end, end-i >= 2 && b[end-1] == closing
+	}
+	v := b[i:end]
+	switch string(v) {
+	case "true", "false", "null":
+		return end, true
+	}
+	return end, validNumber(v)
+}
+
+// validNumber matches JSON's number grammar:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func validNumber(v []byte) bool {
+	i := 0
+	if i < len(v) && v[i] == '-' {
+		i++
+	}
+	digits := func() bool {
+		start := i
+		for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+			i++
+		}
+		return i > start
+	}
+	switch {
+	case i < len(v) && v[i] == '0':
+		i++
+	case !digits():
+		return false
+	}
+	if i < len(v) && v[i] == '.' {
+		i++
+		if !digits() {
+			return false
+		}
+	}
+	if i < len(v) && (v[i] == 'e' || v[i] == 'E') {
+		i++
+		if i < len(v) && (v[i] == '+' || v[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return false
+		}
+	}
+	return i == len(v)
+}
+
+// unquote reads a JSON string (s is one by its extent) as encoding/json
+// does, refusing what it refuses.
 func unquote(s []byte) (string, error) {
-	if bytes.IndexByte(s, '\\') < 0 && utf8.Valid(s) {
-		return string(s[1 : len(s)-1]), nil
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		in := s[1 : len(s)-1]
+		if bytes.IndexByte(in, '\\') < 0 && bytes.IndexByte(in, '"') < 0 && utf8.Valid(in) && !hasControl(in) {
+			return string(in), nil
+		}
 	}
 	var k string
 	err := json.Unmarshal(s, &k)
 	return k, err
 }
 
+// hasControl reports whether s holds a control character, which a JSON
+// string may not hold unescaped.
+func hasControl(s []byte) bool {
+	for _, c := range s {
+		if c < 0x20 {
+			return true
+		}
+	}
+	return false
+}
+
 func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+	for i < len(b) && isJSONSpace(b[i]) {
 		i++
 	}
 	return i
+}
+
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// trimSpace trims JSON's white space (not bytes.TrimSpace's, which is
+// more) from both ends of b.
+func trimSpace(b []byte) []byte {
+	i, j := skipSpace(b, 0), len(b)
+	for j > i && isJSONSpace(b[j-1]) {
+		j--
+	}
+	return b[i:j]
 }
 
 // skipString returns the index after the string starting at b[i] ('"'):
