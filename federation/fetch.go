@@ -207,7 +207,7 @@ func (e *Engine) fetch(ctx context.Context, u string) ([]byte, error) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // keep the connection
 		return nil, fmt.Errorf("%w %d", errStatus, resp.StatusCode)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, e.cfg.MaxResponseBytes+1))
+	body, err := readAll(io.LimitReader(resp.Body, e.cfg.MaxResponseBytes+1), resp.ContentLength, e.cfg.MaxResponseBytes)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, errTimeout
@@ -218,6 +218,29 @@ func (e *Engine) fetch(ctx context.Context, u string) ([]byte, error) {
 		return nil, errTooBig
 	}
 	return body, nil
+}
+
+// readAll is io.ReadAll with a buffer made at once for the size the
+// answer announces (n, -1 when unknown), when that is within limit.
+func readAll(r io.Reader, n, limit int64) ([]byte, error) {
+	size := int64(512)
+	if n >= 0 && n <= limit {
+		size = n + 1 // room to see the end without growing
+	}
+	b := make([]byte, 0, size)
+	for {
+		k, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+k]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 // parseSearchset returns the match entries of a searchset and its next

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/schakelpunt/schakelpunt/fhir"
@@ -122,6 +123,34 @@ func FuzzParseSearchset(f *testing.F) {
 		}
 		if !json.Valid(body) {
 			t.Fatalf("read an answer that is not JSON: %q", body)
+		}
+	})
+}
+
+// TestReadAll: the body is read whole whatever length the answer
+// announced, and a read error is passed on.
+func TestReadAll(t *testing.T) {
+	body := bytes.Repeat([]byte("0123456789"), 1000)
+	for _, tc := range []struct {
+		name     string
+		n, limit int64
+	}{
+		{"announced", int64(len(body)), 1 << 20},
+		{"unknown", -1, 1 << 20},
+		{"announced short", 10, 1 << 20},
+		{"announced long", int64(len(body)) * 3, 1 << 20},
+		{"announced beyond the limit", int64(len(body)), 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := readAll(iotest.OneByteReader(bytes.NewReader(body)), tc.n, tc.limit)
+			if err != nil || !bytes.Equal(got, body) {
+				t.Fatalf("read %d bytes, %v; want %d", len(got), err, len(body))
+			}
+		})
+	}
+	t.Run("error", func(t *testing.T) {
+		if _, err := readAll(iotest.ErrReader(errTimeout), 10, 100); !errors.Is(err, errTimeout) {
+			t.Fatalf("error %v, want %v", err, errTimeout)
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -98,5 +99,8 @@ func (s *server) write(c *gin.Context, status int, body []byte) {
 			body = buf.Bytes()
 		}
 	}
+	// With its length known the body goes out in one write, not in
+	// chunks of net/http's buffer.
+	c.Header("Content-Length", strconv.Itoa(len(body)))
 	c.Data(status, contentTypeFHIR, body)
 }

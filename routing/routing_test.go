@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -255,6 +256,20 @@ func (r response) link(rel string) string {
 
 func withBSN(tb testing.TB, name, bsn string) []byte {
 	return bytes.ReplaceAll(fixture(tb, name), []byte("999911120"), []byte(bsn))
+}
+
+// TestBodiesAnnounceTheirLength: a FHIR body goes out with its length (one
+// write), pretty or not, an error too.
+func TestBodiesAnnounceTheirLength(t *testing.T) {
+	srv := mustServe(t)
+	for _, path := range []string{"/metadata", "/metadata?_pretty=true", "/Patient/nope"} {
+		t.Run(path, func(t *testing.T) {
+			r := do(t, srv, "GET", path, nil)
+			if got := r.header.Get("Content-Length"); got != strconv.Itoa(len(r.raw)) || len(r.raw) == 0 {
+				t.Errorf("Content-Length %q for a body of %d bytes", got, len(r.raw))
+			}
+		})
+	}
 }
 
 func TestRoutesAgreeWithCapabilityStatement(t *testing.T) {
