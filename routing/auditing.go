@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 
@@ -40,8 +41,20 @@ func (w *heldWriter) WriteHeaderNow() {
 }
 func (w *heldWriter) Write(b []byte) (int, error) {
 	w.WriteHeaderNow()
+	if w.body.Len() == 0 {
+		// The whole body at once, as write sends it (its length
+		// announced): held in a buffer made for it.
+		if n, err := strconv.Atoi(w.header.Get("Content-Length")); err == nil && n >= len(b) && n <= maxHeldPresize {
+			w.body.Grow(n)
+		}
+	}
 	return w.body.Write(b)
 }
+
+// maxHeldPresize bounds the buffer a held response's announced length
+// makes at once.
+const maxHeldPresize = 64 << 20
+
 func (w *heldWriter) WriteString(s string) (int, error) {
 	w.WriteHeaderNow()
 	return w.body.WriteString(s)
