@@ -249,6 +249,13 @@ type sqlBuilder struct {
 	args []any
 }
 
+// newSQLBuilder returns a builder with room for a typical search.
+func newSQLBuilder() *sqlBuilder {
+	b := &sqlBuilder{args: make([]any, 0, 8)}
+	b.Grow(512)
+	return b
+}
+
 func (b *sqlBuilder) arg(v any) {
 	b.WriteByte('?')
 	b.args = append(b.args, v)
@@ -271,7 +278,7 @@ func (b *sqlBuilder) arg(v any) {
 // driver, or a parameter without complete keys, the key is computed per
 // match and the matches sorted.
 func searchSQL(q store.Query, driver int, keyed bool) (string, []any) {
-	var b sqlBuilder
+	b := newSQLBuilder()
 	b.search(q, driver, keyed)
 	return b.String(), b.args
 }
@@ -287,7 +294,7 @@ func searchSQL(q store.Query, driver int, keyed bool) (string, []any) {
 // comes first and the driven search runs only when the caller reads on,
 // which it does when the count is under limit (see Store.search).
 func probeSQL(q store.Query, d, limit int) (string, []any) {
-	var b sqlBuilder
+	b := newSQLBuilder()
 	b.WriteString("SELECT '', 0, 0, NULL, COUNT(*) FROM (")
 	b.source(q.Type, q.Clauses[d], "1")
 	b.WriteString(" LIMIT ")
