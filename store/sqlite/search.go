@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"github.com/schakelpunt/schakelpunt/fhir"
@@ -17,30 +18,65 @@ func (s *Store) Search(ctx context.Context, q store.Query) (store.Page, error) {
 	if q.Type == auditType {
 		return s.searchAudit(ctx, q)
 	}
+	page, _, err := s.searchPlanned(ctx, q)
+	return page, err
+}
+
+// searchPlanned runs a search (not of AuditEvents) and returns the clause
+// that drove it, or -1 (see plan).
+func (s *Store) searchPlanned(ctx context.Context, q store.Query) (store.Page, int, error) {
+	if d := soleDrivable(q); d >= 0 && s.driveLimit > 0 {
+		// The common case: one statement counts the clause's index rows
+		// and, under the limit, runs the driven search (see probeSQL).
+		query, args := probeSQL(q, d, s.driveLimit)
+		page, driven, err := s.search(ctx, q, query, args, s.driveLimit)
+		if err != nil || driven {
+			return page, d, err
+		}
+		page, err = s.searchBy(ctx, q, -1)
+		return page, -1, err
+	}
 	driver, err := s.plan(ctx, q)
 	if err != nil {
-		return store.Page{}, err
+		return store.Page{}, -1, err
 	}
+	page, err := s.searchBy(ctx, q, driver)
+	return page, driver, err
+}
+
+// searchBy runs the search of q driven by clause driver, or by the sort
+// order when driver < 0.
+func (s *Store) searchBy(ctx context.Context, q store.Query, driver int) (store.Page, error) {
 	keyed := false
 	if driver < 0 && q.Sort != nil && q.Sort.Param != lastUpdated && !s.noSortKeys {
+		var err error
 		if keyed, err = s.rlisted.has(ctx, q.Type, q.Sort.Param); err != nil {
 			return store.Page{}, s.readErr("search", err)
 		}
 	}
 	query, args := searchSQL(q, driver, keyed)
+	page, _, err := s.search(ctx, q, query, args, 0)
+	return page, err
+}
+
+// search runs a search statement and reads its page. With limit > 0 the
+// statement is a probe (see probeSQL): its first row carries the count of
+// the driving clause's index rows, and when that reaches limit search
+// reads no further and returns driven false.
+func (s *Store) search(ctx context.Context, q store.Query, query string, args []any, limit int) (page store.Page, driven bool, err error) {
 	st, done, err := s.stmt(ctx, query)
 	if err != nil {
-		return store.Page{}, err
+		return store.Page{}, false, err
 	}
 	defer done()
 	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
-		return store.Page{}, s.readErr("search", err)
+		return store.Page{}, false, s.readErr("search", err)
 	}
 	defer rows.Close()
 	var (
-		page store.Page
-		keys []int64
+		keys    []int64
+		counted = limit <= 0
 	)
 	for rows.Next() {
 		var (
@@ -49,22 +85,38 @@ func (s *Store) Search(ctx context.Context, q store.Query) (store.Page, error) {
 			key     int64
 		)
 		if err := rows.Scan(&r.ID, &r.Version, &updated, &r.Body, &key); err != nil {
-			return store.Page{}, s.readErr("search", err)
+			return store.Page{}, false, s.readErr("search", err)
+		}
+		if !counted {
+			if r.ID != "" {
+				return store.Page{}, false, s.readErr("search", errNoCount)
+			}
+			if key >= int64(limit) {
+				return store.Page{}, false, nil
+			}
+			counted = true
+			continue
 		}
 		r.Updated = fromMicros(updated)
 		page.Resources = append(page.Resources, r)
 		keys = append(keys, key)
 	}
 	if err := rows.Err(); err != nil {
-		return store.Page{}, s.readErr("search", err)
+		return store.Page{}, false, s.readErr("search", err)
+	}
+	if !counted {
+		return store.Page{}, false, s.readErr("search", errNoCount)
 	}
 	if q.Limit > 0 && len(page.Resources) > q.Limit {
 		page.Resources = page.Resources[:q.Limit]
 		last := q.Limit - 1
 		page.Next = &store.Cursor{Key: keys[last], ID: page.Resources[last].ID}
 	}
-	return page, nil
+	return page, true, nil
 }
+
+// errNoCount is a probe whose first row is not the count.
+var errNoCount = errors.New("the search returned no count of the driving clause first")
 
 // Count counts the matches of q over all pages (Limit and After ignored).
 func (s *Store) Count(ctx context.Context, q store.Query) (int, error) {
@@ -104,9 +156,14 @@ const driveLimit = 2000
 // So plan counts, up to driveLimit, the index rows each clause of string
 // terms or of dates matches, and the rarest clause under the limit drives:
 // its index rows are looked up first and the other clauses tested on the
-// resources they name.
+// resources they name. For a query with one such clause Search does not
+// call plan: the count is the first row of the search's own statement
+// (see probeSQL).
 func (s *Store) plan(ctx context.Context, q store.Query) (int, error) {
 	best, bestN := -1, s.driveLimit
+	if bestN <= 0 {
+		return -1, nil // nothing drives
+	}
 	for i, c := range q.Clauses {
 		if !drivable(c) {
 			continue
@@ -132,6 +189,21 @@ func (s *Store) plan(ctx context.Context, q store.Query) (int, error) {
 		}
 	}
 	return best, nil
+}
+
+// soleDrivable returns the index of q's one drivable clause, or -1 when
+// it has none or more than one.
+func soleDrivable(q store.Query) int {
+	sole := -1
+	for i, c := range q.Clauses {
+		if drivable(c) {
+			if sole >= 0 {
+				return -1
+			}
+			sole = i
+		}
+	}
+	return sole
 }
 
 // drivable reports whether a clause can drive a search: string terms only
@@ -177,6 +249,13 @@ type sqlBuilder struct {
 	args []any
 }
 
+// newSQLBuilder returns a builder with room for a typical search.
+func newSQLBuilder() *sqlBuilder {
+	b := &sqlBuilder{args: make([]any, 0, 8)}
+	b.Grow(512)
+	return b
+}
+
 func (b *sqlBuilder) arg(v any) {
 	b.WriteByte('?')
 	b.args = append(b.args, v)
@@ -199,7 +278,38 @@ func (b *sqlBuilder) arg(v any) {
 // driver, or a parameter without complete keys, the key is computed per
 // match and the matches sorted.
 func searchSQL(q store.Query, driver int, keyed bool) (string, []any) {
-	var b sqlBuilder
+	b := newSQLBuilder()
+	b.search(q, driver, keyed)
+	return b.String(), b.args
+}
+
+// probeSQL renders the search of q driven by its only drivable clause d
+// after the count of d's index rows up to limit (as plan counts them), in
+// one statement:
+//
+//	SELECT '', 0, 0, NULL, COUNT(*) FROM (<d's index rows> LIMIT ?)
+//	UNION ALL SELECT * FROM (<searchSQL driven by d>)
+//
+// SQLite runs the arms of a UNION ALL one after the other, so the count
+// comes first and the driven search runs only when the caller reads on,
+// which it does when the count is under limit (see Store.search).
+func probeSQL(q store.Query, d, limit int) (string, []any) {
+	b := newSQLBuilder()
+	b.WriteString("SELECT '', 0, 0, NULL, COUNT(*) FROM (")
+	b.source(q.Type, q.Clauses[d], "1")
+	b.WriteString(" LIMIT ")
+	b.arg(limit)
+	b.WriteString(") UNION ALL SELECT * FROM (")
+	b.search(q, d, false)
+	if q.Limit <= 0 {
+		b.WriteString(" LIMIT -1") // keeps the search a subquery, in its order
+	}
+	b.WriteString(")")
+	return b.String(), b.args
+}
+
+// search renders searchSQL.
+func (b *sqlBuilder) search(q store.Query, driver int, keyed bool) {
 	desc := q.Sort != nil && q.Sort.Desc
 	byUpdated := q.Sort == nil || q.Sort.Param == lastUpdated
 	b.WriteString("SELECT x.id, x.version, x.updated, v.body, x.k FROM (SELECT ")
@@ -249,7 +359,6 @@ func searchSQL(q store.Query, driver int, keyed bool) (string, []any) {
 		b.WriteString(" LIMIT ")
 		b.arg(q.Limit + 1) // one more tells whether there is a next page
 	}
-	return b.String(), b.args
 }
 
 // from renders the FROM and WHERE of a search: current c of the type, not

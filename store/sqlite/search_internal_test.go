@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -83,6 +84,19 @@ func TestSearchPlans(t *testing.T) {
 			for _, bad := range tc.mustNot {
 				if strings.Contains(plan, bad) {
 					t.Errorf("plan uses %s:\n%s\n%s", bad, query, plan)
+				}
+			}
+			if d := soleDrivable(q); d >= 0 && driver >= 0 {
+				// The same search after the count, in one statement:
+				// the count and the search read their subqueries in
+				// turn (co-routines), which is no scan of a table.
+				query, args := probeSQL(q, d, s.driveLimit)
+				plan := explain(t, s, query, args)
+				plan = regexp.MustCompile(`(?m)^SCAN \(subquery-\d+\)\n`).ReplaceAllString(plan, "")
+				for _, bad := range tc.mustNot {
+					if strings.Contains(plan, bad) {
+						t.Errorf("probe plan uses %s:\n%s\n%s", bad, query, plan)
+					}
 				}
 			}
 			if n, err := s.Count(ctx, q); err != nil || n == 0 {

@@ -34,7 +34,8 @@
 // query, keyset-paged on (sort key, id). Each clause
 // is a test on current (EXISTS on terms or dates, exact after
 // fhir.DateCond.Match), except that the rarest clause, found by counting
-// its index rows up to a limit, drives the query. Without a rare clause
+// its index rows up to a limit (in the same statement when only one clause
+// can drive), drives the query. Without a rare clause
 // the query walks an index in sort order and stops at the page's end.
 package sqlite
 
