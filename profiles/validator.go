@@ -15,7 +15,8 @@ import (
 	"github.com/schakelpunt/schakelpunt/fhir"
 )
 
-// Parser does base R4 validation; *fhir.Codec is one.
+// Parser does base R4 validation; *fhir.Codec is one. A body it accepts
+// must be one JSON object (the invariants read its bytes).
 type Parser interface {
 	Parse(body []byte, wantType string) (*fhir.Resource, error)
 }
@@ -197,6 +198,7 @@ func (v *Validator) run(ctx context.Context, body []byte, profileURL string, sou
 	}
 	res, err := parse(body, "")
 	var doc map[string]any
+	raw := body // the resource's JSON, for the invariants
 	if err != nil {
 		fe := fhir.AsError(err)
 		issues = append(issues, fe.Issues...)
@@ -206,7 +208,7 @@ func (v *Validator) run(ctx context.Context, body []byte, profileURL string, sou
 		}
 		// Report the profile's findings too, when there is a resource to
 		// look at.
-		if doc = decodeResource(body); doc == nil {
+		if doc, raw = decodeResource(body); doc == nil {
 			return nil, issues, kind, nil
 		}
 		res = nil
@@ -260,7 +262,7 @@ func (v *Validator) run(ctx context.Context, body []byte, profileURL string, sou
 	if rt == "Bundle" {
 		issues = v.entries(ctx, doc, rt, "", source, 1, issues)
 	}
-	issues = append(issues, invariants(doc, rt)...)
+	issues = append(issues, invariants(raw, rt)...)
 	if err := ctx.Err(); err != nil {
 		return nil, append(issues, fhir.Issue{Severity: "error", Code: "timeout", Diagnostics: "validation was cancelled"}), fhir.KindUnavailable, err
 	}
@@ -344,18 +346,19 @@ func metaProfiles(doc map[string]any) []string {
 	return out
 }
 
-// decodeResource decodes a JSON object with a resourceType, or returns nil.
-func decodeResource(body []byte) map[string]any {
+// decodeResource decodes the JSON object with a resourceType that body
+// starts with, and returns it with its JSON; nil if there is none.
+func decodeResource(body []byte) (map[string]any, []byte) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var doc map[string]any
 	if err := dec.Decode(&doc); err != nil {
-		return nil
+		return nil, nil
 	}
 	if _, ok := doc["resourceType"].(string); !ok {
-		return nil
+		return nil, nil
 	}
-	return doc
+	return doc, body[:dec.InputOffset()]
 }
 
 // tidy sorts issues by expression and drops duplicates.
