@@ -101,3 +101,31 @@ func BenchmarkValidateSource(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkInvariants is the Go checks alone: over the JSON's bytes
+// (invariants), and the walk over a decoded document they replaced
+// (referenceInvariants, reference_test.go).
+func BenchmarkInvariants(b *testing.B) {
+	for _, f := range benchFixtures {
+		body := mustRead(b, f.file)
+		doc := decodeAny(b, string(body)).(map[string]any)
+		b.Run(f.name+"/bytes", func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if issues := invariants(body, "MedicationDispense"); len(issues) > 0 {
+					b.Fatal(issues)
+				}
+			}
+		})
+		b.Run(f.name+"/decoded", func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if issues := referenceInvariants(doc, "MedicationDispense"); len(issues) > 0 {
+					b.Fatal(issues)
+				}
+			}
+		})
+	}
+}

@@ -45,7 +45,7 @@ var checkers = sync.Pool{New: func() any { return new(checker) }}
 type checker struct {
 	root    string
 	segs    []seg    // the path to the value being walked
-	members []member // the members of the objects being walked, innermost last
+	members []member // the members with issues of the objects being walked, innermost last
 	issues  []fhir.Issue
 }
 
@@ -55,11 +55,11 @@ type seg struct {
 	idx int
 }
 
-// member is a member of an object being walked: its name and the issues
-// found within its value, w.issues[from:to].
+// member is a member of an object being walked whose value has issues,
+// w.issues[from:to]; the object's next member starts at raw[next].
 type member struct {
-	key      []byte
-	from, to int
+	key            []byte
+	from, to, next int
 }
 
 func (w *checker) add(severity, diagnostics string, segs ...string) {
@@ -106,8 +106,13 @@ func (w *checker) object(raw []byte, i int) int {
 		if raw[i] != '"' {
 			return len(raw) // not JSON: stop
 		}
-		end := skipString(raw, i)
-		key := stringValue(raw[i:end])
+		end, plain := scanString(raw, i)
+		var key []byte
+		if plain && end-i >= 2 {
+			key = raw[i+1 : end-1]
+		} else {
+			key = stringValue(raw[i:end])
+		}
 		i = skipSpace(raw, end)
 		if i < len(raw) && raw[i] == ':' {
 			i = skipSpace(raw, i+1)
@@ -126,7 +131,9 @@ func (w *checker) object(raw []byte, i int) int {
 		}
 		val := raw[start:i]
 		w.periods(key, val)
-		w.members = append(w.members, member{key: key, from: from, to: len(w.issues)})
+		if len(w.issues) > from {
+			w.members = append(w.members, member{key: key, from: from, to: len(w.issues), next: i})
+		}
 		switch string(key) {
 		case "value":
 			value = val
@@ -141,8 +148,8 @@ func (w *checker) object(raw []byte, i int) int {
 		}
 		i = skipSpace(raw, i)
 	}
-	if len(w.issues) > issuesBase {
-		w.dropRepeated(base, issuesBase)
+	if len(w.members) > base {
+		w.dropRepeated(raw, base, issuesBase)
 	}
 	w.members = w.members[:base]
 
@@ -168,21 +175,15 @@ func (w *checker) object(raw []byte, i int) int {
 }
 
 // dropRepeated drops the issues found in the value of a member whose key
-// occurs again later in the object (w.members[base:]): a decoder keeps
-// only the last value. Issues are rare, repeated keys rarer: the keys are
-// compared only for members with issues.
-func (w *checker) dropRepeated(base, issuesBase int) {
+// occurs again later in the object (a decoder keeps only the last value).
+// w.members[base:] are the object's members with issues; issues are rare,
+// repeated keys rarer: only after those members are keys compared.
+func (w *checker) dropRepeated(raw []byte, base, issuesBase int) {
 	ms := w.members[base:]
 	var drop []int // indexes into ms, ascending
 	for j, m := range ms {
-		if m.from == m.to {
-			continue
-		}
-		for _, later := range ms[j+1:] {
-			if bytes.Equal(later.key, m.key) {
-				drop = append(drop, j)
-				break
-			}
+		if repeated(raw, m.next, m.key) {
+			drop = append(drop, j)
 		}
 	}
 	if len(drop) == 0 {
@@ -195,6 +196,35 @@ func (w *checker) dropRepeated(base, issuesBase int) {
 		at = ms[j].to
 	}
 	w.issues = append(kept, w.issues[at:]...)
+}
+
+// repeated reports whether a member named key follows raw[i] in its
+// object.
+func repeated(raw []byte, i int, key []byte) bool {
+	i = skipSpace(raw, i)
+	for i < len(raw) && raw[i] != '}' {
+		if raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+			continue
+		}
+		if raw[i] != '"' {
+			return false
+		}
+		end := skipString(raw, i)
+		if bytes.Equal(stringValue(raw[i:end]), key) {
+			return true
+		}
+		i = skipSpace(raw, end)
+		if i < len(raw) && raw[i] == ':' {
+			i = skipSpace(raw, i+1)
+		}
+		start := i
+		if i = skipValue(raw, i); i <= start {
+			return false
+		}
+		i = skipSpace(raw, i)
+	}
+	return false
 }
 
 // array walks the array at raw[i] and returns where it ends.
@@ -336,30 +366,45 @@ func skipSpace(raw []byte, i int) int {
 	return i
 }
 
-// skipString returns the end of the string at raw[i] (its opening quote).
-func skipString(raw []byte, i int) int {
+// special marks the bytes that end the plain run of a string's content:
+// the closing quote, an escape, and the bytes of non-ASCII UTF-8.
+var special = func() (t [256]bool) {
+	t['"'], t['\\'] = true, true
+	for c := 0x80; c < 0x100; c++ {
+		t[c] = true
+	}
+	return t
+}()
+
+// scanString returns the end of the string at raw[i] (its opening quote),
+// and whether its content is plain ASCII without escapes: its own value.
+func scanString(raw []byte, i int) (end int, plain bool) {
+	plain = true
 	i++
 	for i < len(raw) {
-		q := bytes.IndexByte(raw[i:], '"')
-		if q < 0 {
-			return len(raw)
+		for i < len(raw) && !special[raw[i]] {
+			i++
 		}
-		if bytes.IndexByte(raw[i:i+q], '\\') < 0 {
-			return i + q + 1
+		if i >= len(raw) {
+			break
 		}
-		// An escape before the quote: step through.
-		for i < len(raw) {
-			switch raw[i] {
-			case '\\':
-				i += 2
-				continue
-			case '"':
-				return i + 1
-			}
+		switch raw[i] {
+		case '"':
+			return i + 1, plain
+		case '\\':
+			plain = false
+			i += 2
+		default:
+			plain = false
 			i++
 		}
 	}
-	return len(raw)
+	return len(raw), plain
+}
+
+func skipString(raw []byte, i int) int {
+	end, _ := scanString(raw, i)
+	return end
 }
 
 // skipScalar returns the end of the string, number or literal at raw[i].
