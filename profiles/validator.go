@@ -24,9 +24,12 @@ type Parser interface {
 // BaseValidator is a Parser that also does base R4 validation without
 // google/fhir's protos, with the same verdicts, much faster (*fhir.Codec is
 // one). When the Parser given to New is one, resources from sources are
-// validated with it.
+// validated with it: with ValidateSome, which decodes only the top-level
+// members that keep accepts into the Resource's Doc (and always
+// "resourceType"), for the verdict of Validate.
 type BaseValidator interface {
 	Validate(body []byte, wantType string) (*fhir.Resource, error)
+	ValidateSome(body []byte, wantType string, keep func(resourceType, key string) bool) (*fhir.Resource, error)
 }
 
 // Validator validates resources against the R4 base and our profiles. It is
@@ -38,6 +41,10 @@ type Validator struct {
 	profiles map[string]*profile // by canonical URL
 	defs     []Definition        // sorted by URL
 	notes    map[string]note     // schema location → the constraint it checks
+	// observed is, by resource type, the top-level members that our
+	// profiles of that type can see (observe.go); keep is keepMember.
+	observed map[string]*observed
+	keep     func(resourceType, key string) bool
 }
 
 type profile struct {
@@ -59,8 +66,9 @@ func New(p Parser) (*Validator, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &Validator{parser: p, profiles: map[string]*profile{}, notes: map[string]note{}}
+	v := &Validator{parser: p, profiles: map[string]*profile{}, notes: map[string]note{}, observed: map[string]*observed{}}
 	v.base, _ = p.(BaseValidator)
+	v.keep = v.keepMember
 	known := map[string]bool{}
 	for _, sd := range sds {
 		known[sd.URL] = true
@@ -70,11 +78,13 @@ func New(p Parser) (*Validator, error) {
 	c.LoadURL = func(s string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("profiles: schema %s is not one of ours", s)
 	}
+	schemas := map[string]map[string]any{}
 	for _, sd := range sds {
 		schema, err := generate(sd, valueSets, known, v.notes)
 		if err != nil {
 			return nil, fmt.Errorf("profiles: generate schema for %s: %w", sd.URL, err)
 		}
+		schemas[sd.URL] = schema
 		b, err := json.Marshal(schema)
 		if err != nil {
 			return nil, fmt.Errorf("profiles: encode schema for %s: %w", sd.URL, err)
@@ -84,6 +94,15 @@ func New(p Parser) (*Validator, error) {
 		}
 	}
 	for _, sd := range sds {
+		names, patterns, all := observe(schemas[sd.URL], schemas)
+		o := v.observed[sd.Type]
+		if o == nil {
+			o = &observed{}
+			v.observed[sd.Type] = o
+		}
+		if err := o.add(names, patterns, all); err != nil {
+			return nil, fmt.Errorf("profiles: schema for %s: %w", sd.URL, err)
+		}
 		s, err := c.Compile(sd.URL)
 		if err != nil {
 			return nil, fmt.Errorf("profiles: compile schema for %s: %w", sd.URL, err)
@@ -104,6 +123,19 @@ func (v *Validator) StructureDefinitions() []Definition {
 		out[i] = d
 	}
 	return out
+}
+
+// keepMember reports whether run can look at the top-level member key of
+// a resource of type rt from a source: meta (meta.profile names the
+// profiles to apply), the members our profiles of type rt can see, and
+// every member of a Bundle (its entries are validated against the
+// profiles of their types, and its type tells a document).
+func (v *Validator) keepMember(rt, key string) bool {
+	if rt == "Bundle" || key == "meta" {
+		return true
+	}
+	o := v.observed[rt]
+	return o != nil && o.keeps(key)
 }
 
 // ProfileFor returns the profile that writes of resourceType must meet: the
@@ -160,7 +192,9 @@ func (v *Validator) Validate(ctx context.Context, body []byte, profileURL string
 // ours and ignored otherwise (sources claim national profiles we do not
 // hold). To drop only the invalid entries of a searchset, validate each
 // entry's resource on its own. Base validation is the Parser's
-// BaseValidator when it has one: the JSON is decoded once, for both steps.
+// BaseValidator when it has one, which decodes, for the profile step, only
+// the top-level members our profiles can see (all of a Bundle's); the
+// invariants read the JSON itself.
 func (v *Validator) ValidateSourceResource(ctx context.Context, body []byte) []fhir.Issue {
 	_, issues, _, _ := v.run(ctx, body, "", true)
 	return issues
@@ -192,11 +226,13 @@ func (v *Validator) run(ctx context.Context, body []byte, profileURL string, sou
 	}
 	kind := fhir.KindUnprocessable
 	var issues []fhir.Issue
-	parse := v.parser.Parse
+	var res *fhir.Resource
+	var err error
 	if source && v.base != nil {
-		parse = v.base.Validate
+		res, err = v.base.ValidateSome(body, "", v.keep)
+	} else {
+		res, err = v.parser.Parse(body, "")
 	}
-	res, err := parse(body, "")
 	var doc map[string]any
 	raw := body // the resource's JSON, for the invariants
 	if err != nil {
