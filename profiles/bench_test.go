@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+
+	"github.com/schakelpunt/schakelpunt/fhir"
 )
 
 // The benchmarks validate MedicationDispenses: "typical" the size a
@@ -79,8 +81,8 @@ func BenchmarkProfileOnly(b *testing.B) {
 
 // BenchmarkValidateSource is what a federated query pays per resource a
 // source returns: ValidateSourceResource, base R4 validation (the codec's
-// fast walk when it has one) and our MedicationDispense profile, the JSON
-// decoded once.
+// fast walk, ValidateSome) and our MedicationDispense profile over the
+// members it can see, the Go checks over the JSON.
 func BenchmarkValidateSource(b *testing.B) {
 	v := MustNewValidator(b)
 	ctx := context.Background()
@@ -123,6 +125,54 @@ func BenchmarkInvariants(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if issues := referenceInvariants(doc, "MedicationDispense"); len(issues) > 0 {
+					b.Fatal(issues)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSourceProfileStep is the part of ValidateSourceResource after
+// base validation, for a dispense that passed it: "members" is today's,
+// the profile's schema over the top-level members it can see (the Doc of
+// ValidateSome) and the Go checks over the JSON; "document" the one it
+// replaced, the schema over the whole decoded document and the Go checks
+// over that (referenceInvariants).
+func BenchmarkSourceProfileStep(b *testing.B) {
+	v := MustNewValidator(b)
+	c, err := fhir.NewCodec()
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := v.lookup(ProfileMedicationDispense)
+	for _, f := range benchFixtures {
+		body := mustRead(b, f.file)
+		some, err := c.ValidateSome(body, "", v.keep)
+		if err != nil {
+			b.Fatal(err)
+		}
+		whole, err := c.Validate(body, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(f.name+"/members", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if issues := v.schemaIssues(p.schema, some.Doc, "MedicationDispense", "", nil); len(issues) > 0 {
+					b.Fatal(issues)
+				}
+				if issues := invariants(body, "MedicationDispense"); len(issues) > 0 {
+					b.Fatal(issues)
+				}
+			}
+		})
+		b.Run(f.name+"/document", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if issues := v.schemaIssues(p.schema, whole.Doc, "MedicationDispense", "", nil); len(issues) > 0 {
+					b.Fatal(issues)
+				}
+				if issues := referenceInvariants(whole.Doc, "MedicationDispense"); len(issues) > 0 {
 					b.Fatal(issues)
 				}
 			}
