@@ -217,7 +217,8 @@ func (v *Validator) Check(ctx context.Context, body []byte, profileURL string) (
 }
 
 // run validates body and returns the parsed resource (nil if base
-// validation failed), the issues, and the kind of error they amount to. err
+// validation failed; for source data its Doc holds only the members
+// keepMember keeps), the issues, and the kind of error they amount to. err
 // is set, with an issue saying so, when validation could not be done: ctx
 // ended or the parser failed unexpectedly.
 func (v *Validator) run(ctx context.Context, body []byte, profileURL string, source bool) (*fhir.Resource, []fhir.Issue, fhir.Kind, error) {
