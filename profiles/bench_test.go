@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+
+	"github.com/schakelpunt/schakelpunt/fhir"
 )
 
 // The benchmarks validate MedicationDispenses: "typical" the size a
@@ -62,13 +64,14 @@ func BenchmarkProfileOnly(b *testing.B) {
 	p := v.lookup(ProfileMedicationDispense)
 	for _, f := range benchFixtures {
 		b.Run(f.name, func(b *testing.B) {
-			doc := decodeAny(b, string(mustRead(b, f.file))).(map[string]any)
+			body := mustRead(b, f.file)
+			doc := decodeAny(b, string(body)).(map[string]any)
 			b.ReportAllocs()
 			for b.Loop() {
 				if issues := v.schemaIssues(p.schema, doc, "MedicationDispense", "", nil); len(issues) > 0 {
 					b.Fatal(issues)
 				}
-				if issues := invariants(doc, "MedicationDispense"); len(issues) > 0 {
+				if issues := invariants(body, "MedicationDispense"); len(issues) > 0 {
 					b.Fatal(issues)
 				}
 			}
@@ -78,8 +81,8 @@ func BenchmarkProfileOnly(b *testing.B) {
 
 // BenchmarkValidateSource is what a federated query pays per resource a
 // source returns: ValidateSourceResource, base R4 validation (the codec's
-// fast walk when it has one) and our MedicationDispense profile, the JSON
-// decoded once.
+// fast walk, ValidateSome) and our MedicationDispense profile over the
+// members it can see, the Go checks over the JSON.
 func BenchmarkValidateSource(b *testing.B) {
 	v := MustNewValidator(b)
 	ctx := context.Background()
@@ -97,6 +100,82 @@ func BenchmarkValidateSource(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "resources/s")
+		})
+	}
+}
+
+// BenchmarkInvariants is the Go checks alone: over the JSON's bytes
+// (invariants), and the walk over a decoded document they replaced
+// (referenceInvariants, reference_test.go).
+func BenchmarkInvariants(b *testing.B) {
+	for _, f := range benchFixtures {
+		body := mustRead(b, f.file)
+		doc := decodeAny(b, string(body)).(map[string]any)
+		b.Run(f.name+"/bytes", func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if issues := invariants(body, "MedicationDispense"); len(issues) > 0 {
+					b.Fatal(issues)
+				}
+			}
+		})
+		b.Run(f.name+"/decoded", func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if issues := referenceInvariants(doc, "MedicationDispense"); len(issues) > 0 {
+					b.Fatal(issues)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSourceProfileStep is the part of ValidateSourceResource after
+// base validation, for a dispense that passed it: "members" is today's,
+// the profile's schema over the top-level members it can see (the Doc of
+// ValidateSome) and the Go checks over the JSON; "document" the one it
+// replaced, the schema over the whole decoded document and the Go checks
+// over that (referenceInvariants).
+func BenchmarkSourceProfileStep(b *testing.B) {
+	v := MustNewValidator(b)
+	c, err := fhir.NewCodec()
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := v.lookup(ProfileMedicationDispense)
+	for _, f := range benchFixtures {
+		body := mustRead(b, f.file)
+		some, err := c.ValidateSome(body, "", v.keep)
+		if err != nil {
+			b.Fatal(err)
+		}
+		whole, err := c.Validate(body, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(f.name+"/members", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if issues := v.schemaIssues(p.schema, some.Doc, "MedicationDispense", "", nil); len(issues) > 0 {
+					b.Fatal(issues)
+				}
+				if issues := invariants(body, "MedicationDispense"); len(issues) > 0 {
+					b.Fatal(issues)
+				}
+			}
+		})
+		b.Run(f.name+"/document", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if issues := v.schemaIssues(p.schema, whole.Doc, "MedicationDispense", "", nil); len(issues) > 0 {
+					b.Fatal(issues)
+				}
+				if issues := referenceInvariants(whole.Doc, "MedicationDispense"); len(issues) > 0 {
+					b.Fatal(issues)
+				}
+			}
 		})
 	}
 }

@@ -1,8 +1,11 @@
 package profiles
 
 import (
+	"bytes"
+	"encoding/json"
 	"strconv"
-	"strings"
+	"sync"
+	"unicode/utf8"
 
 	"github.com/schakelpunt/schakelpunt/fhir"
 )
@@ -17,110 +20,428 @@ import (
 //     DESIGN.md section 9 has neither, so this one is a warning.
 //
 // Diagnostics never quote the value at fault.
-func invariants(doc map[string]any, root string) []fhir.Issue {
-	w := &walker{root: root}
-	w.walk(doc)
-	return w.issues
+//
+// It reads the resource's JSON, raw, which must be one valid JSON object
+// (with the codec's parsers a body they accepted; decodeResource's span
+// otherwise), and sees what a decoder would: the last value of a repeated
+// key, strings unescaped, invalid UTF-8 as U+FFFD. Nothing is decoded but
+// the few strings the checks compare, and nothing is allocated unless
+// there are issues.
+func invariants(raw []byte, root string) []fhir.Issue {
+	w := checkers.Get().(*checker)
+	w.root = root
+	if i := skipSpace(raw, 0); i < len(raw) && raw[i] == '{' {
+		w.object(raw, i)
+	}
+	issues := w.issues
+	w.issues, w.segs, w.members = nil, w.segs[:0], w.members[:0]
+	checkers.Put(w)
+	return issues
 }
 
-type walker struct {
-	root   string
-	segs   []seg // the path to the value being walked
-	issues []fhir.Issue
+var checkers = sync.Pool{New: func() any { return new(checker) }}
+
+// checker walks a resource's JSON for invariants.
+type checker struct {
+	root    string
+	segs    []seg    // the path to the value being walked
+	members []member // the members with issues of the objects being walked, innermost last
+	issues  []fhir.Issue
 }
 
-// seg is a step of the path: a key (idx < 0), or an array index.
+// seg is a step of the path: a member name (idx < 0), or an array index.
 type seg struct {
-	key string
+	key []byte
 	idx int
 }
 
-func (w *walker) add(severity, diagnostics string, segs ...string) {
+// member is a member of an object being walked whose value has issues,
+// w.issues[from:to]; the object's next member starts at raw[next].
+type member struct {
+	key            []byte
+	from, to, next int
+}
+
+func (w *checker) add(severity, diagnostics string, segs ...string) {
 	p := make([]string, 0, len(w.segs)+len(segs))
 	for _, s := range w.segs {
 		if s.idx >= 0 {
 			p = append(p, strconv.Itoa(s.idx))
 		} else {
-			p = append(p, s.key)
+			p = append(p, string(s.key))
 		}
 	}
 	w.issues = append(w.issues, fhir.Issue{Severity: severity, Code: "invariant", Diagnostics: diagnostics,
 		Expression: []string{segmentsPath(w.root, append(p, segs...))}})
 }
 
-// walk visits the objects within v (the checks look at objects only).
-func (w *walker) walk(v any) {
-	switch x := v.(type) {
-	case map[string]any:
-		w.object(x)
-		for k, val := range x {
-			w.periods(k, val)
-			switch val.(type) {
-			case map[string]any, []any:
-				w.segs = append(w.segs, seg{key: k, idx: -1})
-				w.walk(val)
-				w.segs = w.segs[:len(w.segs)-1]
-			}
-		}
-	case []any:
-		for i, it := range x {
-			switch it.(type) {
-			case map[string]any, []any:
-				w.segs = append(w.segs, seg{idx: i})
-				w.walk(it)
-				w.segs = w.segs[:len(w.segs)-1]
-			}
-		}
+// value walks the JSON value at raw[i] (not a space) and returns where it
+// ends. The checks look at objects only: strings, numbers and literals are
+// skipped.
+func (w *checker) value(raw []byte, i int) int {
+	if i >= len(raw) {
+		return len(raw)
 	}
+	switch raw[i] {
+	case '{':
+		return w.object(raw, i)
+	case '[':
+		return w.array(raw, i)
+	}
+	return skipScalar(raw, i)
 }
 
-func (w *walker) object(x map[string]any) {
-	if value, ok := x["value"].(string); ok {
-		switch x["system"] {
+// object walks the object at raw[i] and returns where it ends.
+func (w *checker) object(raw []byte, i int) int {
+	base, issuesBase := len(w.members), len(w.issues)
+	// The last value of each member the object checks look at (nil if
+	// absent): a decoder keeps the last value of a repeated key.
+	var value, system, resourceType, policy, policyRule []byte
+	i = skipSpace(raw, i+1)
+	for i < len(raw) && raw[i] != '}' {
+		if raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+			continue
+		}
+		if raw[i] != '"' {
+			return len(raw) // not JSON: stop
+		}
+		end, plain := scanString(raw, i)
+		var key []byte
+		if plain && end-i >= 2 {
+			key = raw[i+1 : end-1]
+		} else {
+			key = stringValue(raw[i:end])
+		}
+		i = skipSpace(raw, end)
+		if i < len(raw) && raw[i] == ':' {
+			i = skipSpace(raw, i+1)
+		}
+		from := len(w.issues)
+		start := i
+		if i < len(raw) && (raw[i] == '{' || raw[i] == '[') {
+			w.segs = append(w.segs, seg{key: key, idx: -1})
+			i = w.value(raw, i)
+			w.segs = w.segs[:len(w.segs)-1]
+		} else {
+			i = skipScalar(raw, i)
+		}
+		if i <= start { // not JSON: stop
+			return len(raw)
+		}
+		val := raw[start:i]
+		w.periods(key, val)
+		if len(w.issues) > from {
+			w.members = append(w.members, member{key: key, from: from, to: len(w.issues), next: i})
+		}
+		switch string(key) {
+		case "value":
+			value = val
+		case "system":
+			system = val
+		case "resourceType":
+			resourceType = val
+		case "policy":
+			policy = val
+		case "policyRule":
+			policyRule = val
+		}
+		i = skipSpace(raw, i)
+	}
+	if len(w.members) > base {
+		w.dropRepeated(raw, base, issuesBase)
+	}
+	w.members = w.members[:base]
+
+	if value != nil && value[0] == '"' {
+		switch string(stringValue(system)) {
 		case fhir.SystemBSN:
-			if !fhir.ValidBSN(value) {
+			if !fhir.ValidBSN(string(stringValue(value))) {
 				w.add("error", "sp-bsn-1: the identifier's value is not a valid BSN (nine digits passing the eleven-check)", "value")
 			}
 		case fhir.SystemURA:
-			if !fhir.ValidURA(value) {
+			if !fhir.ValidURA(string(stringValue(value))) {
 				w.add("error", "sp-ura-1: the identifier's value is not a valid URA (eight digits)", "value")
 			}
 		}
 	}
-	if x["resourceType"] == "Consent" && x["policy"] == nil && x["policyRule"] == nil {
+	if string(stringValue(resourceType)) == "Consent" && isNull(policy) && isNull(policyRule) {
 		w.add("warning", "ppc-1: a Consent should name a policy or a policyRule (R4 invariant ppc-1)")
 	}
+	if i < len(raw) {
+		i++ // the '}'
+	}
+	return i
 }
 
-// periods checks the Period (or Periods) under key k.
-func (w *walker) periods(k string, val any) {
-	if k != "period" && !strings.HasSuffix(k, "Period") {
+// dropRepeated drops the issues found in the value of a member whose key
+// occurs again later in the object (a decoder keeps only the last value).
+// w.members[base:] are the object's members with issues; issues are rare,
+// repeated keys rarer: only after those members are keys compared.
+func (w *checker) dropRepeated(raw []byte, base, issuesBase int) {
+	ms := w.members[base:]
+	var drop []int // indexes into ms, ascending
+	for j, m := range ms {
+		if repeated(raw, m.next, m.key) {
+			drop = append(drop, j)
+		}
+	}
+	if len(drop) == 0 {
 		return
 	}
-	switch p := val.(type) {
-	case map[string]any:
-		w.period(p, k)
-	case []any:
-		for i, it := range p {
-			if pm, ok := it.(map[string]any); ok {
-				w.period(pm, k, strconv.Itoa(i))
+	kept := w.issues[:issuesBase]
+	at := issuesBase
+	for _, j := range drop {
+		kept = append(kept, w.issues[at:ms[j].from]...)
+		at = ms[j].to
+	}
+	w.issues = append(kept, w.issues[at:]...)
+}
+
+// repeated reports whether a member named key follows raw[i] in its
+// object.
+func repeated(raw []byte, i int, key []byte) bool {
+	i = skipSpace(raw, i)
+	for i < len(raw) && raw[i] != '}' {
+		if raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+			continue
+		}
+		if raw[i] != '"' {
+			return false
+		}
+		end := skipString(raw, i)
+		if bytes.Equal(stringValue(raw[i:end]), key) {
+			return true
+		}
+		i = skipSpace(raw, end)
+		if i < len(raw) && raw[i] == ':' {
+			i = skipSpace(raw, i+1)
+		}
+		start := i
+		if i = skipValue(raw, i); i <= start {
+			return false
+		}
+		i = skipSpace(raw, i)
+	}
+	return false
+}
+
+// array walks the array at raw[i] and returns where it ends.
+func (w *checker) array(raw []byte, i int) int {
+	i = skipSpace(raw, i+1)
+	for n := 0; i < len(raw) && raw[i] != ']'; {
+		if raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+			continue
+		}
+		start := i
+		if raw[i] == '{' || raw[i] == '[' {
+			w.segs = append(w.segs, seg{idx: n})
+			i = w.value(raw, i)
+			w.segs = w.segs[:len(w.segs)-1]
+		} else {
+			i = skipScalar(raw, i)
+		}
+		if i <= start { // not JSON: stop
+			return len(raw)
+		}
+		n++
+		i = skipSpace(raw, i)
+	}
+	if i < len(raw) {
+		i++ // the ']'
+	}
+	return i
+}
+
+// periods checks the Period (or Periods) val under the member key.
+func (w *checker) periods(key, val []byte) {
+	if string(key) != "period" && !bytes.HasSuffix(key, []byte("Period")) {
+		return
+	}
+	switch val[0] {
+	case '{':
+		w.period(val, string(key))
+	case '[':
+		i := skipSpace(val, 1)
+		for n := 0; i < len(val) && val[i] != ']'; {
+			if val[i] == ',' {
+				i = skipSpace(val, i+1)
+				continue
 			}
+			start := i
+			i = skipValue(val, i)
+			if i <= start {
+				return
+			}
+			if val[start] == '{' {
+				w.period(val[start:i], string(key), strconv.Itoa(n))
+			}
+			n++
+			i = skipSpace(val, i)
 		}
 	}
 }
 
-// period reports a Period whose start is certainly after its end: every
-// instant its start may stand for lies at or after the end of the range its
-// end stands for (per-1 compares at the lower precision).
-func (w *walker) period(p map[string]any, segs ...string) {
-	start, ok1 := p["start"].(string)
-	end, ok2 := p["end"].(string)
-	if !ok1 || !ok2 {
+// period reports a Period (the object p) whose start is certainly after its
+// end: every instant its start may stand for lies at or after the end of
+// the range its end stands for (per-1 compares at the lower precision).
+func (w *checker) period(p []byte, segs ...string) {
+	var start, end []byte
+	i := skipSpace(p, 1)
+	for i < len(p) && p[i] != '}' {
+		if p[i] == ',' {
+			i = skipSpace(p, i+1)
+			continue
+		}
+		if p[i] != '"' {
+			return
+		}
+		kend := skipString(p, i)
+		key := stringValue(p[i:kend])
+		i = skipSpace(p, kend)
+		if i < len(p) && p[i] == ':' {
+			i = skipSpace(p, i+1)
+		}
+		vstart := i
+		if i = skipValue(p, i); i <= vstart {
+			return
+		}
+		switch string(key) {
+		case "start":
+			start = p[vstart:i]
+		case "end":
+			end = p[vstart:i]
+		}
+		i = skipSpace(p, i)
+	}
+	if start == nil || end == nil || start[0] != '"' || end[0] != '"' {
 		return
 	}
-	s, ok1 := fhir.ParseDateRange(start)
-	e, ok2 := fhir.ParseDateRange(end)
+	s, ok1 := fhir.ParseDateRange(string(stringValue(start)))
+	e, ok2 := fhir.ParseDateRange(string(stringValue(end)))
 	if ok1 && ok2 && s.Lo >= e.Hi {
 		w.add("error", "per-1: the period's start is after its end", append(segs, "start")...)
 	}
+}
+
+// isNull reports whether a member's value is absent or null (a decoder
+// makes both nil).
+func isNull(v []byte) bool {
+	return v == nil || string(v) == "null"
+}
+
+// stringValue returns what a JSON string (with its quotes) decodes to, as
+// encoding/json decodes it; nil for a value that is not a string. Only a
+// string with escapes or invalid UTF-8 is decoded (and allocated): others
+// are their own bytes.
+func stringValue(v []byte) []byte {
+	if len(v) < 2 || v[0] != '"' {
+		return nil
+	}
+	in := v[1 : len(v)-1]
+	if bytes.IndexByte(in, '\\') < 0 && utf8.Valid(in) {
+		return in
+	}
+	var s string
+	if json.Unmarshal(v, &s) != nil {
+		return nil
+	}
+	return []byte(s)
+}
+
+// The scanners below move over valid JSON without checking it; on
+// anything else they stop without reading past the end.
+
+func skipSpace(raw []byte, i int) int {
+	for i < len(raw) {
+		switch raw[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// special marks the bytes that end the plain run of a string's content:
+// the closing quote, an escape, and the bytes of non-ASCII UTF-8.
+var special = func() (t [256]bool) {
+	t['"'], t['\\'] = true, true
+	for c := 0x80; c < 0x100; c++ {
+		t[c] = true
+	}
+	return t
+}()
+
+// scanString returns the end of the string at raw[i] (its opening quote),
+// and whether its content is plain ASCII without escapes: its own value.
+func scanString(raw []byte, i int) (end int, plain bool) {
+	plain = true
+	i++
+	for i < len(raw) {
+		for i < len(raw) && !special[raw[i]] {
+			i++
+		}
+		if i >= len(raw) {
+			break
+		}
+		switch raw[i] {
+		case '"':
+			return i + 1, plain
+		case '\\':
+			plain = false
+			i += 2
+		default:
+			plain = false
+			i++
+		}
+	}
+	return len(raw), plain
+}
+
+func skipString(raw []byte, i int) int {
+	end, _ := scanString(raw, i)
+	return end
+}
+
+// skipScalar returns the end of the string, number or literal at raw[i].
+func skipScalar(raw []byte, i int) int {
+	if i < len(raw) && raw[i] == '"' {
+		return skipString(raw, i)
+	}
+	for i < len(raw) {
+		switch raw[i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return i
+		}
+		i++
+	}
+	return i
+}
+
+// skipValue returns the end of the value at raw[i].
+func skipValue(raw []byte, i int) int {
+	if i >= len(raw) || (raw[i] != '{' && raw[i] != '[') {
+		return skipScalar(raw, i)
+	}
+	depth := 0
+	for i < len(raw) {
+		switch raw[i] {
+		case '"':
+			i = skipString(raw, i)
+			continue
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		}
+		i++
+	}
+	return i
 }

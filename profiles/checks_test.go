@@ -38,10 +38,28 @@ func TestInvariants(t *testing.T) {
 			[]string{"invariant X.usePeriod[1].start"}, nil},
 		{"consent without policy", `{"resourceType": "Consent"}`, nil, []string{"invariant Consent"}},
 		{"consent with policy", `{"resourceType": "Consent", "policy": [{"uri": "urn:x"}]}`, nil, nil},
+		{"consent with null policy", `{"resourceType": "Consent", "policy": null}`, nil, []string{"invariant Consent"}},
+		// What a decoder sees: the last value of a repeated key, unescaped
+		// strings, U+FFFD for invalid UTF-8.
+		{"repeated key, the bad value first", `{"resourceType": "Patient",
+			"identifier": [{"system": "http://fhir.nl/fhir/NamingSystem/bsn", "value": "999911121"}],
+			"identifier": [{"system": "http://fhir.nl/fhir/NamingSystem/bsn", "value": "999900055"}]}`, nil, nil},
+		{"repeated key, the bad value last", `{"resourceType": "Patient",
+			"identifier": [{"system": "http://fhir.nl/fhir/NamingSystem/bsn", "value": "999900055"}],
+			"identifier": [{"system": "http://fhir.nl/fhir/NamingSystem/bsn", "value": "999911121"}]}`,
+			[]string{"invariant Patient.identifier[0].value"}, nil},
+		{"repeated value", `{"resourceType": "Patient", "identifier": [{"system": "http://fhir.nl/fhir/NamingSystem/bsn", "value": "1", "value": "999900055"}]}`, nil, nil},
+		{"repeated end", `{"resourceType": "Encounter", "period": {"start": "2026", "end": "2025", "end": "2027"}}`, nil, nil},
+		{"escapes", `{"resourceType": "Patient", "identifier": [{"\u0073ystem": "http:\/\/fhir.nl\/fhir\/NamingSystem\/bsn", "valu\u0065": "99991112\u0031"}]}`,
+			[]string{"invariant Patient.identifier[0].value"}, nil},
+		{"escaped period key", `{"resourceType": "Encounter", "p\u0065riod": {"start": "2027", "end": "2026"}}`,
+			[]string{"invariant Encounter.period.start"}, nil},
+		{"nested arrays", `{"resourceType": "X", "x": [1, [{"period": {"start": "2027", "end": "2026"}}]]}`,
+			[]string{"invariant X.x[1][0].period.start"}, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			doc := decodeAny(t, tt.resource).(map[string]any)
-			issues := invariants(doc, doc["resourceType"].(string))
+			issues := invariants([]byte(tt.resource), doc["resourceType"].(string))
 			if got := summarise(issues, "error"); !slices.Equal(got, tt.errors) {
 				t.Errorf("errors %q, want %q", got, tt.errors)
 			}
@@ -50,4 +68,50 @@ func TestInvariants(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestInvariantsSurviveBadJSON: invariants reads valid JSON, but on
+// anything else it must neither panic nor hang.
+func TestInvariantsSurviveBadJSON(t *testing.T) {
+	body := mustRead(t, "summary-invalid.json")
+	for _, tt := range []struct {
+		name   string
+		bodies [][]byte
+	}{
+		{"prefixes", func() (out [][]byte) {
+			for i := range body {
+				out = append(out, body[:i])
+			}
+			return out
+		}()},
+		{"odd", [][]byte{nil, []byte("{"), []byte(`{"a"`), []byte(`{"a":`), []byte(`{"a":}`), []byte(`{1:2}`), []byte(`{"a":[,,]}`),
+			[]byte(`{"period":{"start"}}`), []byte(`{"period":[{"start":"2027","end":`), []byte(`{"a":"\`), []byte(`{"a":"\"}`), []byte(`]]]`)}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, b := range tt.bodies {
+				invariants(b, "Bundle")
+			}
+		})
+	}
+}
+
+// FuzzInvariants compares invariants over bytes with the reference walk
+// over the decoded document (reference_test.go).
+func FuzzInvariants(f *testing.F) {
+	for _, name := range []string{"md-valid.json", "patient-invalid-demographics.json", "consent-invalid.json", "summary-invalid.json"} {
+		f.Add(mustRead(f, name))
+	}
+	f.Add([]byte(`{"resourceType":"X","a":{"period":{"start":"2027","end":"2026"},"period":1},"b":[{"system":"http://fhir.nl/fhir/NamingSystem/ura","value":"1"}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		doc, raw := decodeResource(body)
+		if doc == nil {
+			invariants(body, "X")
+			return
+		}
+		rt := doc["resourceType"].(string)
+		got, want := tidy(invariants(raw, rt)), tidy(referenceInvariants(doc, rt))
+		if !sameIssues(got, want) {
+			t.Errorf("got  %s\nwant %s", render(got), render(want))
+		}
+	})
 }

@@ -176,7 +176,7 @@ func TestR4ExamplesPassBaseValidation(t *testing.T) {
 					if err != nil {
 						issues = fhir.AsError(err).Issues
 					} else {
-						for _, is := range invariants(res.Doc, typ) {
+						for _, is := range invariants(res.Raw, typ) {
 							if is.Severity == "error" {
 								issues = append(issues, is)
 							}

@@ -15,7 +15,8 @@ import (
 	"github.com/schakelpunt/schakelpunt/fhir"
 )
 
-// Parser does base R4 validation; *fhir.Codec is one.
+// Parser does base R4 validation; *fhir.Codec is one. A body it accepts
+// must be one JSON object (the invariants read its bytes).
 type Parser interface {
 	Parse(body []byte, wantType string) (*fhir.Resource, error)
 }
@@ -23,9 +24,12 @@ type Parser interface {
 // BaseValidator is a Parser that also does base R4 validation without
 // google/fhir's protos, with the same verdicts, much faster (*fhir.Codec is
 // one). When the Parser given to New is one, resources from sources are
-// validated with it.
+// validated with it: with ValidateSome, which decodes only the top-level
+// members that keep accepts into the Resource's Doc (and always
+// "resourceType"), for the verdict of Validate.
 type BaseValidator interface {
 	Validate(body []byte, wantType string) (*fhir.Resource, error)
+	ValidateSome(body []byte, wantType string, keep func(resourceType, key string) bool) (*fhir.Resource, error)
 }
 
 // Validator validates resources against the R4 base and our profiles. It is
@@ -37,6 +41,10 @@ type Validator struct {
 	profiles map[string]*profile // by canonical URL
 	defs     []Definition        // sorted by URL
 	notes    map[string]note     // schema location → the constraint it checks
+	// observed is, by resource type, the top-level members that our
+	// profiles of that type can see (observe.go); keep is keepMember.
+	observed map[string]*observed
+	keep     func(resourceType, key string) bool
 }
 
 type profile struct {
@@ -58,8 +66,9 @@ func New(p Parser) (*Validator, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &Validator{parser: p, profiles: map[string]*profile{}, notes: map[string]note{}}
+	v := &Validator{parser: p, profiles: map[string]*profile{}, notes: map[string]note{}, observed: map[string]*observed{}}
 	v.base, _ = p.(BaseValidator)
+	v.keep = v.keepMember
 	known := map[string]bool{}
 	for _, sd := range sds {
 		known[sd.URL] = true
@@ -69,11 +78,13 @@ func New(p Parser) (*Validator, error) {
 	c.LoadURL = func(s string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("profiles: schema %s is not one of ours", s)
 	}
+	schemas := map[string]map[string]any{}
 	for _, sd := range sds {
 		schema, err := generate(sd, valueSets, known, v.notes)
 		if err != nil {
 			return nil, fmt.Errorf("profiles: generate schema for %s: %w", sd.URL, err)
 		}
+		schemas[sd.URL] = schema
 		b, err := json.Marshal(schema)
 		if err != nil {
 			return nil, fmt.Errorf("profiles: encode schema for %s: %w", sd.URL, err)
@@ -83,6 +94,15 @@ func New(p Parser) (*Validator, error) {
 		}
 	}
 	for _, sd := range sds {
+		names, patterns, all := observe(schemas[sd.URL], schemas)
+		o := v.observed[sd.Type]
+		if o == nil {
+			o = &observed{}
+			v.observed[sd.Type] = o
+		}
+		if err := o.add(names, patterns, all); err != nil {
+			return nil, fmt.Errorf("profiles: schema for %s: %w", sd.URL, err)
+		}
 		s, err := c.Compile(sd.URL)
 		if err != nil {
 			return nil, fmt.Errorf("profiles: compile schema for %s: %w", sd.URL, err)
@@ -103,6 +123,19 @@ func (v *Validator) StructureDefinitions() []Definition {
 		out[i] = d
 	}
 	return out
+}
+
+// keepMember reports whether run can look at the top-level member key of
+// a resource of type rt from a source: meta (meta.profile names the
+// profiles to apply), the members our profiles of type rt can see, and
+// every member of a Bundle (its entries are validated against the
+// profiles of their types, and its type tells a document).
+func (v *Validator) keepMember(rt, key string) bool {
+	if rt == "Bundle" || key == "meta" {
+		return true
+	}
+	o := v.observed[rt]
+	return o != nil && o.keeps(key)
 }
 
 // ProfileFor returns the profile that writes of resourceType must meet: the
@@ -159,7 +192,9 @@ func (v *Validator) Validate(ctx context.Context, body []byte, profileURL string
 // ours and ignored otherwise (sources claim national profiles we do not
 // hold). To drop only the invalid entries of a searchset, validate each
 // entry's resource on its own. Base validation is the Parser's
-// BaseValidator when it has one: the JSON is decoded once, for both steps.
+// BaseValidator when it has one, which decodes, for the profile step, only
+// the top-level members our profiles can see (all of a Bundle's); the
+// invariants read the JSON itself.
 func (v *Validator) ValidateSourceResource(ctx context.Context, body []byte) []fhir.Issue {
 	_, issues, _, _ := v.run(ctx, body, "", true)
 	return issues
@@ -182,7 +217,8 @@ func (v *Validator) Check(ctx context.Context, body []byte, profileURL string) (
 }
 
 // run validates body and returns the parsed resource (nil if base
-// validation failed), the issues, and the kind of error they amount to. err
+// validation failed; for source data its Doc holds only the members
+// keepMember keeps), the issues, and the kind of error they amount to. err
 // is set, with an issue saying so, when validation could not be done: ctx
 // ended or the parser failed unexpectedly.
 func (v *Validator) run(ctx context.Context, body []byte, profileURL string, source bool) (*fhir.Resource, []fhir.Issue, fhir.Kind, error) {
@@ -191,12 +227,15 @@ func (v *Validator) run(ctx context.Context, body []byte, profileURL string, sou
 	}
 	kind := fhir.KindUnprocessable
 	var issues []fhir.Issue
-	parse := v.parser.Parse
+	var res *fhir.Resource
+	var err error
 	if source && v.base != nil {
-		parse = v.base.Validate
+		res, err = v.base.ValidateSome(body, "", v.keep)
+	} else {
+		res, err = v.parser.Parse(body, "")
 	}
-	res, err := parse(body, "")
 	var doc map[string]any
+	raw := body // the resource's JSON, for the invariants
 	if err != nil {
 		fe := fhir.AsError(err)
 		issues = append(issues, fe.Issues...)
@@ -206,7 +245,7 @@ func (v *Validator) run(ctx context.Context, body []byte, profileURL string, sou
 		}
 		// Report the profile's findings too, when there is a resource to
 		// look at.
-		if doc = decodeResource(body); doc == nil {
+		if doc, raw = decodeResource(body); doc == nil {
 			return nil, issues, kind, nil
 		}
 		res = nil
@@ -260,7 +299,7 @@ func (v *Validator) run(ctx context.Context, body []byte, profileURL string, sou
 	if rt == "Bundle" {
 		issues = v.entries(ctx, doc, rt, "", source, 1, issues)
 	}
-	issues = append(issues, invariants(doc, rt)...)
+	issues = append(issues, invariants(raw, rt)...)
 	if err := ctx.Err(); err != nil {
 		return nil, append(issues, fhir.Issue{Severity: "error", Code: "timeout", Diagnostics: "validation was cancelled"}), fhir.KindUnavailable, err
 	}
@@ -344,18 +383,19 @@ func metaProfiles(doc map[string]any) []string {
 	return out
 }
 
-// decodeResource decodes a JSON object with a resourceType, or returns nil.
-func decodeResource(body []byte) map[string]any {
+// decodeResource decodes the JSON object with a resourceType that body
+// starts with, and returns it with its JSON; nil if there is none.
+func decodeResource(body []byte) (map[string]any, []byte) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var doc map[string]any
 	if err := dec.Decode(&doc); err != nil {
-		return nil
+		return nil, nil
 	}
 	if _, ok := doc["resourceType"].(string); !ok {
-		return nil
+		return nil, nil
 	}
-	return doc
+	return doc, body[:dec.InputOffset()]
 }
 
 // tidy sorts issues by expression and drops duplicates.
