@@ -41,7 +41,7 @@ func follows(r store.AuditRecord, seq int64, hash string) error {
 // records or none. The whole chain is checked before anything is written,
 // so that a conflict is refused untouched.
 func (s *Store) applyAudit(ctx context.Context, rows []auditRow) error {
-	head, err := mark(ctx, s.wconn, "head")
+	head, err := s.wmark(ctx, "head")
 	if err != nil {
 		return err
 	}
@@ -71,7 +71,7 @@ func (s *Store) applyAudit(ctx context.Context, rows []auditRow) error {
 			return err
 		}
 	}
-	return setMark(ctx, s.wconn, "head", seq, prev)
+	return s.wsetMark(ctx, "head", seq, prev)
 }
 
 // insertAuditRows inserts up to rowsPerInsert events in one statement.
@@ -134,9 +134,33 @@ type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
+const (
+	selMarkSQL = `SELECT seq, hash FROM audit_marks WHERE name = ?`
+	upsMarkSQL = `INSERT INTO audit_marks (name, seq, hash) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`
+)
+
 func mark(ctx context.Context, q queryer, name string) (store.ChainHead, error) {
+	return scanMark(q.QueryRowContext(ctx, selMarkSQL, name), name)
+}
+
+// wmark is mark on the writer's connection, with its prepared statement.
+func (s *Store) wmark(ctx context.Context, name string) (store.ChainHead, error) {
+	return scanMark(s.wst.selMark.QueryRowContext(ctx, name), name)
+}
+
+// wsetMark is setMark on the writer's connection, with its prepared
+// statement.
+func (s *Store) wsetMark(ctx context.Context, name string, seq int64, hash string) error {
+	if _, err := s.wst.upsMark.ExecContext(ctx, name, seq, hash); err != nil {
+		return fmt.Errorf("sqlite: audit %s: %w", name, err)
+	}
+	return nil
+}
+
+func scanMark(row *sql.Row, name string) (store.ChainHead, error) {
 	var h store.ChainHead
-	err := q.QueryRowContext(ctx, `SELECT seq, hash FROM audit_marks WHERE name = ?`, name).Scan(&h.Seq, &h.Hash)
+	err := row.Scan(&h.Seq, &h.Hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.ChainHead{}, nil
 	}
@@ -147,8 +171,7 @@ func mark(ctx context.Context, q queryer, name string) (store.ChainHead, error) 
 }
 
 func setMark(ctx context.Context, e execer, name string, seq int64, hash string) error {
-	if _, err := e.ExecContext(ctx, `INSERT INTO audit_marks (name, seq, hash) VALUES (?, ?, ?)
-		ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`, name, seq, hash); err != nil {
+	if _, err := e.ExecContext(ctx, upsMarkSQL, name, seq, hash); err != nil {
 		return fmt.Errorf("sqlite: audit %s: %w", name, err)
 	}
 	return nil
@@ -265,7 +288,7 @@ func (s *Store) applyPurge(ctx context.Context, cutoff int64) (int, error) {
 	if err := s.purgePostings(ctx, last.Seq); err != nil {
 		return 0, err
 	}
-	return n, setMark(ctx, s.wconn, "checkpoint", last.Seq, last.Hash)
+	return n, s.wsetMark(ctx, "checkpoint", last.Seq, last.Hash)
 }
 
 // purgePostings removes the postings of the appends whose events all have

@@ -90,7 +90,7 @@ func (s *Store) widenDateSpan(ctx context.Context, rows []auditRow) error {
 	}
 	s.dateSpan.width.Store(next.width)
 	s.dateSpan.irregular.Store(next.irregular)
-	return setMark(ctx, s.wconn, dateSpanName, next.width, next.hash())
+	return s.wsetMark(ctx, dateSpanName, next.width, next.hash())
 }
 
 // dateBounds returns bounds on sortdate (inclusive) that every event

@@ -111,7 +111,7 @@ func (s *Store) flushPostings(ctx context.Context) error {
 			return fmt.Errorf("sqlite: audit batch: %w", err)
 		}
 	}
-	if err := setMark(ctx, s.wconn, "indexed", maxSeq, ""); err != nil {
+	if err := s.wsetMark(ctx, "indexed", maxSeq, ""); err != nil {
 		return err
 	}
 	s.tail.mu.Lock()
@@ -125,7 +125,7 @@ func (s *Store) flushPostings(ctx context.Context) error {
 // undone a flush. What was in memory stays readable (in prev) until the
 // next flush. Writer goroutine only.
 func (s *Store) loadTail(ctx context.Context) error {
-	indexed, err := mark(ctx, s.wconn, "indexed")
+	indexed, err := s.wmark(ctx, "indexed")
 	if err != nil {
 		return err
 	}

@@ -463,6 +463,7 @@ type writeStmts struct {
 	insVersion, upsCurrent         *sql.Stmt
 	delTerm, delDates              *sql.Stmt
 	insBatch, delPosting           *sql.Stmt
+	selMark, upsMark               *sql.Stmt
 	insTerms, insDates             [rowsPerInsert + 1]*sql.Stmt // by number of rows
 	insAudit, insPosting           [rowsPerInsert + 1]*sql.Stmt // by number of rows
 	all                            []*sql.Stmt
@@ -512,6 +513,8 @@ func (w *writeStmts) prepare(ctx context.Context, conn *sql.Conn) error {
 		{&w.delDates, `DELETE FROM dates WHERE type = ? AND id = ?`},
 		{&w.insBatch, `INSERT INTO audit_batches (first, last, keys) VALUES (?, ?, ?)`},
 		{&w.delPosting, `DELETE FROM audit_index WHERE key = ? AND seq = ?`},
+		{&w.selMark, selMarkSQL},
+		{&w.upsMark, upsMarkSQL},
 	} {
 		st, err := conn.PrepareContext(ctx, p.sql)
 		if err != nil {
