@@ -50,7 +50,7 @@ type Validator interface {
 const (
 	DefaultPerSourceTimeout = 3 * time.Second
 	DefaultDeadline         = 5 * time.Second
-	DefaultMaxParallel      = 16
+	DefaultMaxParallel      = 128
 	DefaultMaxResponseBytes = 8 << 20
 	DefaultBreakerFailures  = 5
 	DefaultBreakerCooldown  = 30 * time.Second
@@ -66,7 +66,12 @@ type Config struct {
 	SourceCAs        []*x509.Certificate // the CAs a source's certificate must chain to
 	PerSourceTimeout time.Duration
 	Deadline         time.Duration // of the whole query
-	MaxParallel      int           // source requests in flight, engine-wide
+	// MaxParallel bounds the source requests in flight, engine-wide:
+	// with MaxResponseBytes, the memory answers can take. Sources answer
+	// in tens to hundreds of milliseconds, so a small bound caps the
+	// switching point's throughput (16 held it to about five federated
+	// queries at once).
+	MaxParallel      int
 	MaxResponseBytes int64         // per source answer
 	BreakerFailures  int           // consecutive failures that open a source's breaker
 	BreakerCooldown  time.Duration // how long it stays open before one probe

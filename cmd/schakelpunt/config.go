@@ -58,6 +58,10 @@ func (c *Config) reread() (*Config, error) {
 	return loadConfig(c.args, c.getenv)
 }
 
+// maxParallelLimit bounds federation.max_parallel: each request in
+// flight may hold an answer of up to 8 MiB.
+const maxParallelLimit = 4096
+
 // FederationConfig is our identity towards the sources and whom we trust
 // as a source.
 type FederationConfig struct {
@@ -66,6 +70,7 @@ type FederationConfig struct {
 	SourceCA         []string      `yaml:"source_ca"`
 	PerSourceTimeout time.Duration `yaml:"per_source_timeout"`
 	Deadline         time.Duration `yaml:"deadline"`
+	MaxParallel      int64         `yaml:"max_parallel"`
 }
 
 // PatientConfig names the issuer of patient tokens (OIDC/JWT) that the
@@ -151,6 +156,7 @@ var settings = []setting{
 	{"federation.source_ca", "", "CA certificates a source's server certificate must chain to (comma-separated files)", func(c *Config) any { return &c.Federation.SourceCA }},
 	{"federation.per_source_timeout", "3s", "how long one source may take to answer", func(c *Config) any { return &c.Federation.PerSourceTimeout }},
 	{"federation.deadline", "5s", "how long a federated query may take in all", func(c *Config) any { return &c.Federation.Deadline }},
+	{"federation.max_parallel", "128", "source requests in flight at once, for all queries (each answer may hold up to 8 MiB)", func(c *Config) any { return &c.Federation.MaxParallel }},
 	{"patient.issuer", "", "issuer (iss) of patient tokens; empty: a development issuer under DATA/patient-issuer (see patient-token)", func(c *Config) any { return &c.Patient.Issuer }},
 	{"patient.audience", "", "audience (aud) patient tokens must carry (required with patient.issuer)", func(c *Config) any { return &c.Patient.Audience }},
 	{"patient.jwks", "", "the issuer's keys: a JWKS file or https URL, fetched with a timeout and refreshed (required with patient.issuer)", func(c *Config) any { return &c.Patient.JWKS }},
@@ -300,6 +306,9 @@ func (c *Config) check() error {
 	}
 	if c.Federation.PerSourceTimeout <= 0 || c.Federation.Deadline <= 0 {
 		return errors.New("config: federation.per_source_timeout and federation.deadline must be more than 0")
+	}
+	if c.Federation.MaxParallel <= 0 || c.Federation.MaxParallel > maxParallelLimit {
+		return fmt.Errorf("config: federation.max_parallel must be from 1 to %d", maxParallelLimit)
 	}
 	if err := c.checkSources(); err != nil {
 		return err

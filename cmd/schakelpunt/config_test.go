@@ -74,6 +74,8 @@ func TestConfigRejectsBadInput(t *testing.T) {
 		{"bad number", []string{"--max-body-bytes", "lots"}, nil, "max-body-bytes"},
 		{"bad duration", []string{"--shutdown-timeout", "soon"}, nil, "shutdown_timeout"},
 		{"bad log level", []string{"--log-level", "loud"}, nil, "log_level"},
+		{"no source requests at all", []string{"--federation-max-parallel", "0"}, nil, "federation.max_parallel"},
+		{"too many source requests at once", nil, map[string]string{"SCHAKELPUNT_FEDERATION_MAX_PARALLEL": "1000000"}, "federation.max_parallel"},
 		{"cert without key", []string{"--tls-cert", "a.pem"}, nil, "tls.key"},
 		{"missing file", []string{"--config", filepath.Join(dir, "absent.yaml")}, nil, "absent.yaml"},
 		{"unknown flag", []string{"--nonsense"}, nil, "nonsense"},

@@ -409,6 +409,7 @@ func (a *app) federationEngine(metrics *routing.Metrics, policy *access.Policy, 
 		Registry: registry, Index: a.store, Policy: policy, Validator: validator,
 		ClientCert: cert, SourceCAs: cas, Logger: a.log,
 		PerSourceTimeout: cfg.Federation.PerSourceTimeout, Deadline: cfg.Federation.Deadline,
+		MaxParallel: int(cfg.Federation.MaxParallel),
 	})
 }
 
