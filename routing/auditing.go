@@ -1,7 +1,6 @@
 package routing
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"strconv"
@@ -24,7 +23,7 @@ type heldWriter struct {
 	gin.ResponseWriter
 	header http.Header // the handler's headers, released with the body
 	status int
-	body   bytes.Buffer
+	body   []byte
 }
 
 func (w *heldWriter) Header() http.Header { return w.header }
@@ -41,23 +40,34 @@ func (w *heldWriter) WriteHeaderNow() {
 }
 func (w *heldWriter) Write(b []byte) (int, error) {
 	w.WriteHeaderNow()
-	if w.body.Len() == 0 {
+	if w.body == nil {
 		// The whole body at once, as write sends it (its length
 		// announced): held in a buffer made for it.
 		if n, err := strconv.Atoi(w.header.Get("Content-Length")); err == nil && n >= len(b) && n <= maxHeldPresize {
-			w.body.Grow(n)
+			w.body = make([]byte, 0, n)
 		}
 	}
-	return w.body.Write(b)
+	w.body = append(w.body, b...)
+	return len(b), nil
+}
+func (w *heldWriter) WriteString(s string) (int, error) {
+	w.WriteHeaderNow()
+	w.body = append(w.body, s...)
+	return len(s), nil
 }
 
 // maxHeldPresize bounds the buffer a held response's announced length
 // makes at once.
 const maxHeldPresize = 64 << 20
 
-func (w *heldWriter) WriteString(s string) (int, error) {
+// hold takes b as the body, without a copy: the caller gives it up.
+func (w *heldWriter) hold(b []byte) {
 	w.WriteHeaderNow()
-	return w.body.WriteString(s)
+	if w.body == nil {
+		w.body = b
+		return
+	}
+	w.body = append(w.body, b...)
 }
 func (w *heldWriter) Status() int {
 	if w.status == 0 {
@@ -65,7 +75,7 @@ func (w *heldWriter) Status() int {
 	}
 	return w.status
 }
-func (w *heldWriter) Size() int     { return w.body.Len() }
+func (w *heldWriter) Size() int     { return len(w.body) }
 func (w *heldWriter) Written() bool { return w.status != 0 }
 func (w *heldWriter) Flush()        {}
 
@@ -98,8 +108,8 @@ func (s *server) audited(c *gin.Context) {
 		h[k] = v
 	}
 	real.WriteHeader(held.Status())
-	if held.body.Len() > 0 {
-		_, _ = real.Write(held.body.Bytes())
+	if len(held.body) > 0 {
+		_, _ = real.Write(held.body)
 	}
 }
 

@@ -102,5 +102,12 @@ func (s *server) write(c *gin.Context, status int, body []byte) {
 	// With its length known the body goes out in one write, not in
 	// chunks of net/http's buffer.
 	c.Header("Content-Length", strconv.Itoa(len(body)))
+	if h, ok := c.Writer.(*heldWriter); ok && status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified {
+		// Held until audited: the body is handed over, not copied.
+		c.Header("Content-Type", contentTypeFHIR)
+		c.Status(status)
+		h.hold(body)
+		return
+	}
 	c.Data(status, contentTypeFHIR, body)
 }
