@@ -86,6 +86,7 @@ type Engine struct {
 	sem      chan struct{}
 	registry atomic.Pointer[registry] // swapped whole by SetRegistry
 	swap     sync.Mutex               // serialises SetRegistry
+	reads    *readCache               // nil unless the Index has Generations
 }
 
 // registry is one version of the source registry with each source's
@@ -143,7 +144,8 @@ func New(cfg Config) (*Engine, error) {
 			},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		sem: make(chan struct{}, cfg.MaxParallel),
+		sem:   make(chan struct{}, cfg.MaxParallel),
+		reads: newReadCache(cfg.Index),
 	}
 	e.SetRegistry(cfg.Registry)
 	e.cfg.Registry = nil

@@ -152,9 +152,14 @@ func notAsked(t target, why string) audit.Source {
 // one patient a query reads.
 const maxPerPatient = 1000
 
-// searchAll reads the pages of q, up to maxPerPatient resources; complete
-// is false when there were more.
-func (e *Engine) searchAll(ctx context.Context, q store.Query) (all []store.Resource, complete bool, err error) {
+// searchAll reads the pages of q, up to maxPerPatient resources (see
+// readCache); complete is false when there were more. The resources are
+// shared: they are not to be changed.
+func (e *Engine) searchAll(ctx context.Context, q store.Query) ([]store.Resource, bool, error) {
+	return e.reads.read(ctx, q, e.searchPages)
+}
+
+func (e *Engine) searchPages(ctx context.Context, q store.Query) (all []store.Resource, complete bool, err error) {
 	q.Limit = 100
 	for {
 		page, err := e.cfg.Index.Search(ctx, q)

@@ -96,6 +96,7 @@ type Store struct {
 	wdb     *sql.DB
 	wconn   *sql.Conn
 	wst     writeStmts
+	gens    sync.Map // type → *atomic.Uint64, see Generation
 	queue   chan *op
 	batch   int
 	stopped chan struct{}

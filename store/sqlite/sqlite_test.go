@@ -188,3 +188,42 @@ func TestSortKeysBackfill(t *testing.T) {
 		t.Fatalf("after the backfill:\n got %v\nwant %v", after, want)
 	}
 }
+
+// TestGeneration: a type's generation has moved by the time a write of
+// it is acknowledged, and only that type's.
+func TestGeneration(t *testing.T) {
+	ctx := context.Background()
+	s := MustOpen(t, filepath.Join(t.TempDir(), "gen.db"))
+	defer s.Close()
+	consent := func(id string) store.Write {
+		return store.Write{Type: "Consent", ID: id, Body: []byte(`{"resourceType":"Consent"}`)}
+	}
+	steps := []struct {
+		name         string
+		write        func() error
+		consentMoves bool
+		patientMoves bool
+	}{
+		{"create a consent", func() error { _, err := s.Create(ctx, consent("c1")); return err }, true, false},
+		{"update it", func() error { _, err := s.Update(ctx, consent("c1"), 0); return err }, true, false},
+		{"create a patient", func() error {
+			_, err := s.Create(ctx, store.Write{Type: "Patient", ID: "p1", Body: []byte(`{"resourceType":"Patient"}`)})
+			return err
+		}, false, true},
+		{"delete the consent", func() error { _, err := s.Delete(ctx, "Consent", "c1", 0); return err }, true, false},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			c0, p0 := s.Generation("Consent"), s.Generation("Patient")
+			if err := st.write(); err != nil {
+				t.Fatal(err)
+			}
+			if moved := s.Generation("Consent") != c0; moved != st.consentMoves {
+				t.Errorf("Consent generation moved: %v, want %v", moved, st.consentMoves)
+			}
+			if moved := s.Generation("Patient") != p0; moved != st.patientMoves {
+				t.Errorf("Patient generation moved: %v, want %v", moved, st.patientMoves)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/schakelpunt/schakelpunt/fhir"
@@ -148,6 +149,8 @@ func (s *Store) commit(batch []*op) {
 				s.log.Error("rollback failed", "err", rerr)
 			}
 			fail(fmt.Errorf("sqlite: commit: %w", err))
+		} else {
+			s.advance(batch)
 		}
 	}
 	s.log.Debug("write batch", "writes", len(batch), "took", time.Since(start))
@@ -529,5 +532,28 @@ func (w *writeStmts) prepare(ctx context.Context, conn *sql.Conn) error {
 func (w *writeStmts) close() {
 	for _, st := range w.all {
 		st.Close()
+	}
+}
+
+// Generation changes whenever a write of a resource of typ commits,
+// before the write is acknowledged: a reader that saw the same
+// generation before and after reading read nothing older than the last
+// acknowledged write. AuditEvents do not count.
+func (s *Store) Generation(typ string) uint64 {
+	if g, ok := s.gens.Load(typ); ok {
+		return g.(*atomic.Uint64).Load()
+	}
+	return 0
+}
+
+// advance moves the generation of the types a committed batch wrote
+// (writer goroutine, before the waiters are answered).
+func (s *Store) advance(batch []*op) {
+	for _, o := range batch {
+		switch o.kind {
+		case opCreate, opUpdate, opDelete:
+			g, _ := s.gens.LoadOrStore(o.w.Type, new(atomic.Uint64))
+			g.(*atomic.Uint64).Add(1)
+		}
 	}
 }
