@@ -39,9 +39,35 @@ type indexEntry struct {
 // lookup finds the sources that registered bsn and provide cat, in
 // registry order.
 func (e *Engine) lookup(ctx context.Context, bsn, cat string) ([]target, error) {
-	rs, complete, err := e.searchAll(ctx, store.Query{Type: "Patient", Clauses: []fhir.Clause{{
+	q := store.Query{Type: "Patient", Clauses: []fhir.Clause{{
 		Param: "identifier", Strings: []string{fhir.TermSystemCode("identifier", fhir.SystemBSN, bsn)},
-	}}})
+	}}}
+	v, err := e.reads.read(ctx, q, e.readIndex)
+	if err != nil {
+		return nil, err
+	}
+	ids := v.(map[string][]string)
+	var ts []target
+	reg := e.registry.Load() // this query's registry, to its end
+	for _, s := range reg.sources {
+		if !s.provides(cat) {
+			continue
+		}
+		seen := map[string]bool{}
+		for _, id := range ids[s.URA] {
+			if !seen[id] {
+				seen[id] = true
+				ts = append(ts, target{source: s, patientID: id, breaker: reg.breakers[s.BaseURL]})
+			}
+		}
+	}
+	return ts, nil
+}
+
+// readIndex reads a patient's index entries (q) and returns their local
+// patient ids by URA.
+func (e *Engine) readIndex(ctx context.Context, q store.Query) (any, error) {
+	rs, complete, err := e.searchAll(ctx, q)
 	if err != nil {
 		return nil, err
 	}
@@ -67,21 +93,7 @@ func (e *Engine) lookup(ctx context.Context, bsn, cat string) ([]target, error) 
 			}
 		}
 	}
-	var ts []target
-	reg := e.registry.Load() // this query's registry, to its end
-	for _, s := range reg.sources {
-		if !s.provides(cat) {
-			continue
-		}
-		seen := map[string]bool{}
-		for _, id := range ids[s.URA] {
-			if !seen[id] {
-				seen[id] = true
-				ts = append(ts, target{source: s, patientID: id, breaker: reg.breakers[s.BaseURL]})
-			}
-		}
-	}
-	return ts, nil
+	return ids, nil
 }
 
 // consents are a patient's consents as one query read them: parsed, or
@@ -97,25 +109,34 @@ type consents struct {
 // unparsable consent denies everything, and so do more consents than one
 // query reads (maxPerPatient).
 func (e *Engine) readConsents(ctx context.Context, bsn string) consents {
-	rs, complete, err := e.searchAll(ctx, store.Query{Type: "Consent", Clauses: []fhir.Clause{{
+	v, err := e.reads.read(ctx, store.Query{Type: "Consent", Clauses: []fhir.Clause{{
 		Param: "patient", Strings: []string{fhir.TermRefIdentifier("patient", fhir.SystemBSN, bsn)},
-	}}})
+	}}}, e.parseConsents)
 	if err != nil {
 		return consents{err: err}
 	}
+	return v.(consents)
+}
+
+// parseConsents reads the consents q finds and parses them.
+func (e *Engine) parseConsents(ctx context.Context, q store.Query) (any, error) {
+	rs, complete, err := e.searchAll(ctx, q)
+	if err != nil {
+		return nil, err
+	}
 	if !complete {
 		// A consent left unread may be the one that withdraws.
-		return consents{problem: fmt.Sprintf("the patient has more consents than one query reads (%d): denied", maxPerPatient), word: "too many consents"}
+		return consents{problem: fmt.Sprintf("the patient has more consents than one query reads (%d): denied", maxPerPatient), word: "too many consents"}, nil
 	}
 	cs := consents{list: make([]access.Consent, 0, len(rs))}
 	for _, r := range rs {
 		c, perr := access.ParseConsent(r.Body)
 		if perr != nil {
-			return consents{problem: "a consent of this patient is invalid: denied", word: "invalid consent"}
+			return consents{problem: "a consent of this patient is invalid: denied", word: "invalid consent"}, nil
 		}
 		cs.list = append(cs.list, c)
 	}
-	return cs
+	return cs, nil
 }
 
 // consent splits targets into those the patient's consents permit for
@@ -152,14 +173,9 @@ func notAsked(t target, why string) audit.Source {
 // one patient a query reads.
 const maxPerPatient = 1000
 
-// searchAll reads the pages of q, up to maxPerPatient resources (see
-// readCache); complete is false when there were more. The resources are
-// shared: they are not to be changed.
-func (e *Engine) searchAll(ctx context.Context, q store.Query) ([]store.Resource, bool, error) {
-	return e.reads.read(ctx, q, e.searchPages)
-}
-
-func (e *Engine) searchPages(ctx context.Context, q store.Query) (all []store.Resource, complete bool, err error) {
+// searchAll reads the pages of q, up to maxPerPatient resources; complete
+// is false when there were more.
+func (e *Engine) searchAll(ctx context.Context, q store.Query) (all []store.Resource, complete bool, err error) {
 	q.Limit = 100
 	for {
 		page, err := e.cfg.Index.Search(ctx, q)

@@ -20,12 +20,12 @@ type genIndex struct {
 
 func (g *genIndex) Generation(typ string) uint64 { return g.gen[typ] }
 
-func (g *genIndex) search(_ context.Context, q store.Query) ([]store.Resource, bool, error) {
+func (g *genIndex) search(_ context.Context, q store.Query) (any, error) {
 	g.searches++
 	if g.fail != nil {
-		return nil, false, g.fail
+		return nil, g.fail
 	}
-	return []store.Resource{{Type: q.Type, ID: fmt.Sprint(g.searches)}}, true, nil
+	return fmt.Sprint(q.Type, g.searches), nil
 }
 
 func (g *genIndex) Search(context.Context, store.Query) (store.Page, error) { return store.Page{}, nil }
@@ -43,11 +43,11 @@ func TestReadCache(t *testing.T) {
 	c := newReadCache(idx)
 	read := func(q store.Query) string {
 		t.Helper()
-		rs, complete, err := c.read(ctx, q, idx.search)
-		if err != nil || !complete || len(rs) != 1 {
-			t.Fatalf("read: %v %v %v", rs, complete, err)
+		v, err := c.read(ctx, q, idx.search)
+		if err != nil {
+			t.Fatalf("read: %v", err)
 		}
-		return rs[0].ID
+		return v.(string)
 	}
 	steps := []struct {
 		name     string
@@ -78,7 +78,7 @@ func TestReadCache(t *testing.T) {
 	}
 	t.Run("a failed read is not kept", func(t *testing.T) {
 		idx.fail = errors.New("disk on fire")
-		if _, _, err := c.read(ctx, oneTerm("Consent", "c"), idx.search); err == nil {
+		if _, err := c.read(ctx, oneTerm("Consent", "c"), idx.search); err == nil {
 			t.Fatal("no error")
 		}
 		idx.fail = nil
