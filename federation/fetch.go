@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -269,16 +270,7 @@ func parseSearchset(body []byte) (page, error) {
 			s, ok = fhir.StringValue(m.Value)
 			isSearchset = s == "searchset"
 		case "link":
-			var links []struct {
-				Relation string `json:"relation"`
-				URL      string `json:"url"`
-			}
-			ok = json.Unmarshal(m.Value, &links) == nil
-			for _, l := range links {
-				if l.Relation == "next" {
-					p.next = l.URL
-				}
-			}
+			p.next, ok = nextLink(m.Value)
 		case "entry":
 			p.entries, err = matchEntries(m.Value)
 			ok = err == nil
@@ -324,11 +316,11 @@ func matchEntries(list []byte) ([]entry, error) {
 			case "resource":
 				en.Resource = m.Value
 			case "search":
-				var s struct {
-					Mode string `json:"mode"`
+				var got []string
+				got, ok = stringMembers(m.Value, "mode")
+				if ok {
+					mode = got[0]
 				}
-				ok = json.Unmarshal(m.Value, &s) == nil
-				mode = s.Mode
 			default:
 				ok = json.Valid(m.Value)
 			}
@@ -343,6 +335,58 @@ func matchEntries(list []byte) ([]entry, error) {
 		}
 	}
 	return out, nil
+}
+
+// nextLink returns the url of a Bundle's link array's next link
+// (checking the array's syntax, see parseSearchset).
+func nextLink(list []byte) (next string, ok bool) {
+	if string(list) == "null" {
+		return "", true
+	}
+	els, err := fhir.Elements(list)
+	if err != nil {
+		return "", false
+	}
+	for _, el := range els {
+		l, ok := stringMembers(el, "relation", "url")
+		if !ok {
+			return "", false
+		}
+		if l[0] == "next" {
+			next = l[1]
+		}
+	}
+	return next, true
+}
+
+// stringMembers reads the string members named keys of a JSON object, in
+// the order of keys (a null or absent one reads as ""), checking the
+// syntax of the others; ok
+// is false when obj is no object, a named member is no string, or
+// anything in it is not JSON. It reads what decoding into a struct of
+// string fields would, several times faster.
+func stringMembers(obj []byte, keys ...string) ([]string, bool) {
+	ms, err := fhir.Members(obj)
+	if err != nil {
+		return nil, false
+	}
+	out := make([]string, len(keys))
+	for _, m := range ms {
+		i := slices.Index(keys, m.Key)
+		switch {
+		case i < 0:
+			if !json.Valid(m.Value) {
+				return nil, false
+			}
+		case string(m.Value) != "null":
+			v, ok := fhir.StringValue(m.Value)
+			if !ok {
+				return nil, false
+			}
+			out[i] = v
+		}
+	}
+	return out, true
 }
 
 // breaker fails fast after threshold consecutive failures of a source,

@@ -54,6 +54,12 @@ func TestParseSearchset(t *testing.T) {
 			`{"resourceType":"Bundle","type":"searchset","entry":[{"resource":{"a":tru},"search":{"mode":"outcome"}}]}`, page{}, errGarbage},
 		{"a missing comma between entries", `{"resourceType":"Bundle","type":"searchset","entry":[{"resource":` + md + `} {"resource":` + md + `}]}`, page{}, errGarbage},
 		{"something after the Bundle", `{"resourceType":"Bundle","type":"searchset"} {}`, page{}, errGarbage},
+		{"a search with a score and a null mode is a match",
+			`{"resourceType":"Bundle","type":"searchset","link":null,"entry":[{"fullUrl":"u","resource":` + md + `,"search":{"score":0.5,"mode":null,"extension":[{"url":"x"}]}}]}`,
+			page{entries: []entry{{FullURL: "u", Resource: []byte(md)}}}, nil},
+		{"a mode that is not a string", `{"resourceType":"Bundle","type":"searchset","entry":[{"resource":` + md + `,"search":{"mode":1}}]}`, page{}, errGarbage},
+		{"a link relation that is not a string", `{"resourceType":"Bundle","type":"searchset","link":[{"relation":["next"],"url":"n"}]}`, page{}, errGarbage},
+		{"malformed JSON beside the mode", `{"resourceType":"Bundle","type":"searchset","entry":[{"resource":` + md + `,"search":{"mode":"match","score":.5}}]}`, page{}, errGarbage},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseSearchset([]byte(tc.body))
