@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/schakelpunt/schakelpunt/fhir"
@@ -31,6 +33,13 @@ type Options struct {
 	// detection queues and drops what it cannot take) and must not keep
 	// the slice.
 	OnRecorded func([]Event)
+	// Linger is how long a batch may wait for the events of requests in
+	// flight (see Expect) when more are in flight than LingerAbove
+	// (default 2 ms; negative: never). LingerAbove defaults to twice
+	// GOMAXPROCS: below it the requests are not queuing for the CPU, and
+	// waiting would only make them slower.
+	Linger      time.Duration
+	LingerAbove int
 }
 
 // Recorder writes AuditEvents durably, chained, in batches: concurrent
@@ -45,6 +54,13 @@ type Recorder struct {
 	newID    func() string
 	recorded func([]Event)
 	events   []Event // the batch handed to recorded
+
+	// expected counts the requests in flight that will record an event
+	// (Expect); linger and lingerAbove as in Options.
+	expected    atomic.Int64
+	linger      time.Duration
+	lingerAbove int
+	lingering   atomic.Bool // a batch is waiting (tests)
 
 	// head is the chain head as this recorder last wrote it; reloaded
 	// after a conflict or a failure (only the run goroutine touches it).
@@ -69,7 +85,14 @@ func NewRecorder(log store.AuditLog, opts Options) *Recorder {
 	r := &Recorder{
 		log: log, logger: opts.Logger, observer: opts.Observer, maxBatch: opts.MaxBatch,
 		now: opts.Now, newID: opts.NewID, recorded: opts.OnRecorded,
+		linger: opts.Linger, lingerAbove: opts.LingerAbove,
 		queue: make(chan *pending, 4096), stop: make(chan struct{}),
+	}
+	if r.linger == 0 {
+		r.linger = DefaultLinger
+	}
+	if r.lingerAbove <= 0 {
+		r.lingerAbove = 2 * runtime.GOMAXPROCS(0)
 	}
 	if r.logger == nil {
 		r.logger = slog.New(slog.DiscardHandler)
@@ -89,6 +112,22 @@ func NewRecorder(log store.AuditLog, opts Options) *Recorder {
 	r.wg.Add(1)
 	go r.run()
 	return r
+}
+
+// DefaultLinger is Options.Linger's default.
+const DefaultLinger = 2 * time.Millisecond
+
+// Expect tells the recorder that a request has started that will record
+// an event; done, called once when it has, ends that. Under load (more
+// requests in flight than LingerAbove) a batch waits up to Linger for the
+// events of the requests in flight, so that several share one commit: a
+// commit costs about 0.15 ms of CPU and a sync of the disk however many
+// events it holds, and one commit per request took a tenth of the CPU of
+// a loaded switching point.
+func (r *Recorder) Expect() (done func()) {
+	r.expected.Add(1)
+	var once sync.Once
+	return func() { once.Do(func() { r.expected.Add(-1) }) }
 }
 
 // timeOrderedID is the default event id: 16 hex digits of the time in
@@ -190,6 +229,9 @@ func (r *Recorder) run() {
 				break fill
 			}
 		}
+		if !stopping {
+			batch = r.lingerFor(batch)
+		}
 		r.commit(batch)
 		clear(batch)
 		if stopping {
@@ -204,6 +246,30 @@ func (r *Recorder) run() {
 			return
 		}
 	}
+}
+
+// lingerFor adds to batch the events that come within Linger, while
+// more requests are in flight than LingerAbove and than the batch holds.
+func (r *Recorder) lingerFor(batch []*pending) []*pending {
+	want := r.expected.Load()
+	if r.linger < 0 || want <= int64(r.lingerAbove) || want <= int64(len(batch)) {
+		return batch
+	}
+	t := time.NewTimer(r.linger)
+	defer t.Stop()
+	r.lingering.Store(true)
+	defer r.lingering.Store(false)
+	for len(batch) < r.maxBatch && int64(len(batch)) < want {
+		select {
+		case p := <-r.queue:
+			batch = append(batch, p)
+		case <-t.C:
+			return batch
+		case <-r.stop:
+			return batch
+		}
+	}
+	return batch
 }
 
 // commitTimeout bounds one batch: its writes and its retries after

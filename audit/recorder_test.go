@@ -279,3 +279,90 @@ func TestRecordCanceledCaller(t *testing.T) {
 		t.Fatalf("Record with a canceled context: %v, want success or unavailable", err)
 	}
 }
+
+// TestRecordLingers: with more requests in flight than LingerAbove, a
+// batch waits for their events (up to Linger) and they share one commit;
+// with fewer, an event is committed at once; Close does not wait out a
+// linger.
+func TestRecordLingers(t *testing.T) {
+	const hour = time.Hour // a linger that only the events can end
+	recordAll := func(rec *audit.Recorder, n int) []string {
+		t.Helper()
+		ids := make([]string, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				id, err := rec.Record(context.Background(), event(i))
+				if err != nil {
+					t.Error(err)
+				}
+				ids[i] = id
+			})
+		}
+		wg.Wait()
+		return ids
+	}
+	for _, tc := range []struct {
+		name              string
+		inFlight, records int
+		lingerAbove       int
+		wantCommits       int64
+	}{
+		{"under load: one commit for all", 8, 8, 2, 1},
+		{"not under load: no wait", 1, 1, 2, 1},
+		{"at the threshold: no wait", 2, 1, 2, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := MustOpenStore(t)
+			log := &countingLog{AuditLog: s}
+			rec := MustRecorder(t, log, audit.Options{Linger: hour, LingerAbove: tc.lingerAbove})
+			var dones []func()
+			for range tc.inFlight {
+				dones = append(dones, rec.Expect())
+			}
+			ids := recordAll(rec, tc.records)
+			for _, done := range dones {
+				done()
+				done() // a second call changes nothing
+			}
+			wantStoredOnce(t, s, ids)
+			if got := log.calls.Load(); got != tc.wantCommits {
+				t.Errorf("%d appends for %d events, want %d", got, tc.records, tc.wantCommits)
+			}
+		})
+	}
+	t.Run("expectations ended, no wait", func(t *testing.T) {
+		s := MustOpenStore(t)
+		rec := MustRecorder(t, &countingLog{AuditLog: s}, audit.Options{Linger: hour, LingerAbove: 1})
+		for range 5 {
+			rec.Expect()()
+		}
+		wantStoredOnce(t, s, recordAll(rec, 1))
+	})
+	t.Run("close ends a linger", func(t *testing.T) {
+		s := MustOpenStore(t)
+		rec := audit.NewRecorder(&countingLog{AuditLog: s}, audit.Options{Linger: hour, LingerAbove: 1})
+		for range 5 {
+			rec.Expect()
+		}
+		var id string
+		var err error
+		recorded := make(chan struct{})
+		go func() {
+			defer close(recorded)
+			id, err = rec.Record(context.Background(), event(1))
+		}()
+		// The event's batch waits before Close: it is stored.
+		for !audit.Lingering(rec) {
+			time.Sleep(time.Millisecond)
+		}
+		if cerr := rec.Close(); cerr != nil {
+			t.Fatal(cerr)
+		}
+		<-recorded
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantStoredOnce(t, s, []string{id})
+	})
+}

@@ -17,6 +17,12 @@ type AuditRecorder interface {
 	Record(ctx context.Context, ev audit.Event) (string, error)
 }
 
+// expecter is an AuditRecorder told of the requests in flight, to group
+// their events into fewer commits under load (audit.Recorder.Expect).
+type expecter interface {
+	Expect() (done func())
+}
+
 // heldWriter holds a response back until its AuditEvent is stored: fail
 // closed, nothing leaves before the access is on record.
 type heldWriter struct {
@@ -83,9 +89,13 @@ func (w *heldWriter) Flush()        {}
 // and only then releases the response. When the record cannot be stored,
 // the client gets 503 and none of the response.
 func (s *server) audited(c *gin.Context) {
+	t := trailOf(c)
+	if ex, ok := s.audit.(expecter); ok {
+		t.expected = ex.Expect()
+		defer t.expected() // when nothing was recorded
+	}
 	real := c.Writer
 	held := &heldWriter{ResponseWriter: real, header: http.Header{}}
-	t := trailOf(c)
 	t.realWriter = real
 	c.Writer = held
 	c.Next()
@@ -142,5 +152,8 @@ func (s *server) recordNow(c *gin.Context, status int) error {
 	// Not the request's context: a client that hangs up after its write
 	// was committed must not take the write's AuditEvent with it.
 	_, err := s.audit.Record(context.WithoutCancel(c.Request.Context()), ev)
+	if t.expected != nil {
+		t.expected()
+	}
 	return err
 }

@@ -34,6 +34,9 @@ type trail struct {
 	// answer; realWriter is the unheld writer for such answers.
 	recorded   bool
 	realWriter gin.ResponseWriter
+	// expected ends the recorder's count of this request (see expecter);
+	// nil when the recorder does not count.
+	expected func()
 }
 
 const keyTrail = "trail"
