@@ -28,10 +28,12 @@ import (
 )
 
 // A consent change takes effect for the very next query, on every
-// instance (issue 6). The switching point keeps no consent cache: every
-// federated query reads the patient's consents from the store. These
-// tests run two instances over one store and change the consent through
-// one while querying through the other, with no pause between.
+// instance (issue 6). A federated query reads the patient's consents from
+// the store, or, over the embedded store, from the engine's cache only
+// while no consent was written since (the store's generation of Consent
+// is unchanged: federation/readcache.go). These tests run two instances
+// over one store and change the consent through one while querying
+// through the other, with no pause between.
 
 // TestConsentChangeOnEveryInstanceMongo runs the national deployment
 // model: two complete switching points (start) that share one MongoDB
