@@ -9,9 +9,11 @@ import (
 
 // Generations is an Index that says when resources of a type may have
 // changed: Generation(typ) changes whenever a write of a resource of typ
-// commits, before that write is acknowledged. The embedded store is one;
-// a store shared by several instances cannot be, as another instance's
-// writes would go unseen.
+// commits, before that write is acknowledged. The embedded store is one,
+// for the writes of its own process: one serving process per database
+// file (the audit tools that open it beside it write no resources). A
+// store shared by several instances (MongoDB) cannot be, as another
+// instance's writes would go unseen.
 type Generations interface {
 	Generation(typ string) uint64
 }
