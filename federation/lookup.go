@@ -66,10 +66,10 @@ func (e *Engine) lookup(ctx context.Context, bsn, cat string) ([]target, error) 
 
 // readIndex reads a patient's index entries (q) and returns their local
 // patient ids by URA.
-func (e *Engine) readIndex(ctx context.Context, q store.Query) (any, error) {
+func (e *Engine) readIndex(ctx context.Context, q store.Query) (any, int, error) {
 	rs, complete, err := e.searchAll(ctx, q)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if !complete { // fewer sources asked: the consent still decides for each
 		e.cfg.Logger.WarnContext(ctx, "federation: more index entries for one patient than a query reads", "limit", maxPerPatient)
@@ -93,7 +93,7 @@ func (e *Engine) readIndex(ctx context.Context, q store.Query) (any, error) {
 			}
 		}
 	}
-	return ids, nil
+	return ids, len(rs), nil
 }
 
 // consents are a patient's consents as one query read them: parsed, or
@@ -119,24 +119,24 @@ func (e *Engine) readConsents(ctx context.Context, bsn string) consents {
 }
 
 // parseConsents reads the consents q finds and parses them.
-func (e *Engine) parseConsents(ctx context.Context, q store.Query) (any, error) {
+func (e *Engine) parseConsents(ctx context.Context, q store.Query) (any, int, error) {
 	rs, complete, err := e.searchAll(ctx, q)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if !complete {
 		// A consent left unread may be the one that withdraws.
-		return consents{problem: fmt.Sprintf("the patient has more consents than one query reads (%d): denied", maxPerPatient), word: "too many consents"}, nil
+		return consents{problem: fmt.Sprintf("the patient has more consents than one query reads (%d): denied", maxPerPatient), word: "too many consents"}, len(rs), nil
 	}
 	cs := consents{list: make([]access.Consent, 0, len(rs))}
 	for _, r := range rs {
 		c, perr := access.ParseConsent(r.Body)
 		if perr != nil {
-			return consents{problem: "a consent of this patient is invalid: denied", word: "invalid consent"}, nil
+			return consents{problem: "a consent of this patient is invalid: denied", word: "invalid consent"}, len(rs), nil
 		}
 		cs.list = append(cs.list, c)
 	}
-	return cs, nil
+	return cs, len(rs), nil
 }
 
 // consent splits targets into those the patient's consents permit for

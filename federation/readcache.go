@@ -38,9 +38,14 @@ type cachedRead struct {
 	v   any // shared: readers do not change it
 }
 
-// readCacheSize bounds the patients whose reads are kept (about a
-// kilobyte each); past it, an arbitrary one is forgotten.
+// readCacheSize bounds the patients whose reads are kept (a kilobyte or
+// two each); past it, an arbitrary one is forgotten.
 const readCacheSize = 8192
+
+// maxCachedResources bounds what one entry may hold: a read of more
+// resources (a patient with many consents, up to maxPerPatient) is used
+// once and not kept, so that the cache stays within some megabytes.
+const maxCachedResources = 16
 
 func newReadCache(idx Index) *readCache {
 	g, ok := idx.(Generations)
@@ -50,12 +55,18 @@ func newReadCache(idx Index) *readCache {
 	return &readCache{gens: g, m: map[cacheKey]cachedRead{}}
 }
 
+// loader reads q from the store and returns what it makes of it, with
+// the number of resources it read.
+type loader func(context.Context, store.Query) (v any, resources int, err error)
+
 // read returns what load makes of q, from the cache when q's type has
 // not changed since. Only queries of one clause of one term are kept,
-// and only what load returned without an error.
-func (c *readCache) read(ctx context.Context, q store.Query, load func(context.Context, store.Query) (any, error)) (any, error) {
+// only what load returned without an error, and only reads of at most
+// maxCachedResources.
+func (c *readCache) read(ctx context.Context, q store.Query, load loader) (any, error) {
 	if c == nil || len(q.Clauses) != 1 || len(q.Clauses[0].Strings) != 1 || len(q.Clauses[0].Dates) != 0 || q.After != nil {
-		return load(ctx, q)
+		v, _, err := load(ctx, q)
+		return v, err
 	}
 	key := cacheKey{q.Type, q.Clauses[0].Param + "\x00" + q.Clauses[0].Strings[0]}
 	gen := c.gens.Generation(q.Type) // before the read: a write after it makes the entry stale
@@ -65,9 +76,9 @@ func (c *readCache) read(ctx context.Context, q store.Query, load func(context.C
 	if ok && hit.gen == gen {
 		return hit.v, nil
 	}
-	v, err := load(ctx, q)
-	if err != nil {
-		return nil, err
+	v, n, err := load(ctx, q)
+	if err != nil || n > maxCachedResources {
+		return v, err
 	}
 	c.mu.Lock()
 	if _, ok := c.m[key]; !ok && len(c.m) >= readCacheSize {

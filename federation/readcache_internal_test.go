@@ -13,19 +13,20 @@ import (
 // genIndex counts the searches made through it and has a generation per
 // type that the test moves.
 type genIndex struct {
-	gen      map[string]uint64
-	searches int
-	fail     error
+	gen       map[string]uint64
+	searches  int
+	resources int // how many resources each search reads
+	fail      error
 }
 
 func (g *genIndex) Generation(typ string) uint64 { return g.gen[typ] }
 
-func (g *genIndex) search(_ context.Context, q store.Query) (any, error) {
+func (g *genIndex) search(_ context.Context, q store.Query) (any, int, error) {
 	g.searches++
 	if g.fail != nil {
-		return nil, g.fail
+		return nil, 0, g.fail
 	}
-	return fmt.Sprint(q.Type, g.searches), nil
+	return fmt.Sprint(q.Type, g.searches), g.resources, nil
 }
 
 func (g *genIndex) Search(context.Context, store.Query) (store.Page, error) { return store.Page{}, nil }
@@ -87,6 +88,16 @@ func TestReadCache(t *testing.T) {
 		if idx.searches != before+1 {
 			t.Error("the failure was cached")
 		}
+	})
+	t.Run("a large read is used once, not kept", func(t *testing.T) {
+		idx.resources = maxCachedResources + 1
+		before := idx.searches
+		read(oneTerm("Consent", "many"))
+		read(oneTerm("Consent", "many"))
+		if idx.searches != before+2 {
+			t.Errorf("%d searches for two reads of %d resources, want 2", idx.searches-before, idx.resources)
+		}
+		idx.resources = 0
 	})
 	t.Run("bounded", func(t *testing.T) {
 		for i := range readCacheSize + 10 {
