@@ -3,6 +3,8 @@ package fhir
 import (
 	"encoding/json"
 	"errors"
+
+	"github.com/schakelpunt/schakelpunt/fhir/jsonscan"
 )
 
 // Member is one member of a JSON object: its key, unescaped, and its
@@ -27,7 +29,7 @@ var (
 // decoder) or the whole first (json.Valid). The values of a key given
 // again, which are dropped, are checked here.
 func Members(obj []byte) ([]Member, error) {
-	obj = trimSpace(obj)
+	obj = jsonscan.TrimSpace(obj)
 	if len(obj) == 0 || obj[0] != '{' {
 		return nil, errNotObject
 	}
@@ -51,12 +53,12 @@ func Members(obj []byte) ([]Member, error) {
 // Elements splits a JSON array into its elements, checking as Members
 // does.
 func Elements(arr []byte) ([][]byte, error) {
-	arr = trimSpace(arr)
+	arr = jsonscan.TrimSpace(arr)
 	if len(arr) == 0 || arr[0] != '[' {
 		return nil, errNotArray
 	}
 	var out [][]byte
-	i := skipSpace(arr, 1)
+	i := jsonscan.SkipSpace(arr, 1)
 	if i < len(arr) && arr[i] == ']' {
 		return out, trailing(arr, i+1)
 	}
@@ -66,12 +68,12 @@ func Elements(arr []byte) ([][]byte, error) {
 			return nil, errMalformed
 		}
 		out = append(out, arr[i:end])
-		if i = skipSpace(arr, end); i >= len(arr) {
+		if i = jsonscan.SkipSpace(arr, end); i >= len(arr) {
 			return nil, errMalformed
 		}
 		switch arr[i] {
 		case ',':
-			i = skipSpace(arr, i+1)
+			i = jsonscan.SkipSpace(arr, i+1)
 		case ']':
 			return out, trailing(arr, i+1)
 		default:
@@ -83,7 +85,7 @@ func Elements(arr []byte) ([][]byte, error) {
 // StringValue returns the string a JSON value holds, and false when the
 // value is not a string.
 func StringValue(v []byte) (string, bool) {
-	v = trimSpace(v)
+	v = jsonscan.TrimSpace(v)
 	if len(v) < 2 || v[0] != '"' {
 		return "", false
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+
+	"github.com/schakelpunt/schakelpunt/fhir/jsonscan"
 )
 
 func TestMembersElements(t *testing.T) {
@@ -122,7 +124,7 @@ func FuzzMembers(f *testing.F) {
 // deepSplit splits raw with Members and Elements all the way down, reading
 // strings with StringValue: what a caller that reads every value checks.
 func deepSplit(raw []byte) bool {
-	raw = trimSpace(raw)
+	raw = jsonscan.TrimSpace(raw)
 	if len(raw) == 0 {
 		return false
 	}

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/schakelpunt/schakelpunt/fhir/jsonscan"
 )
 
 // WithMeta rewrites the top level of a resource's JSON: resourceType first,
@@ -16,7 +18,7 @@ import (
 // decode values: it checks the document once (json.Valid) and then only
 // splits the top level (and meta) into members by their byte spans.
 func WithMeta(raw []byte, m Meta) ([]byte, error) {
-	raw = trimSpace(raw)
+	raw = jsonscan.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' || !json.Valid(raw) {
 		return nil, Errorf(KindInvalid, "structure", "resource is not a JSON object")
 	}
@@ -143,7 +145,7 @@ func unique(ms []Member) []Member {
 // with json.Valid first.
 func splitObject(obj []byte) ([]Member, error) {
 	ms := make([]Member, 0, 16)
-	i := skipSpace(obj, 1)
+	i := jsonscan.SkipSpace(obj, 1)
 	if i < len(obj) && obj[i] == '}' {
 		return ms, trailing(obj, i+1)
 	}
@@ -159,22 +161,22 @@ func splitObject(obj []byte) ([]Member, error) {
 		if err != nil {
 			return nil, Errorf(KindInvalid, "structure", "malformed JSON object").Wrap(err)
 		}
-		i = skipSpace(obj, end)
+		i = jsonscan.SkipSpace(obj, end)
 		if i >= len(obj) || obj[i] != ':' {
 			return nil, errMalformed
 		}
-		i = skipSpace(obj, i+1)
+		i = jsonscan.SkipSpace(obj, i+1)
 		vend, ok := valueEnd(obj, i)
 		if !ok {
 			return nil, errMalformed
 		}
 		ms = append(ms, Member{Key: key, Value: obj[i:vend]})
-		if i = skipSpace(obj, vend); i >= len(obj) {
+		if i = jsonscan.SkipSpace(obj, vend); i >= len(obj) {
 			return nil, errMalformed
 		}
 		switch obj[i] {
 		case ',':
-			i = skipSpace(obj, i+1)
+			i = jsonscan.SkipSpace(obj, i+1)
 		case '}':
 			return ms, trailing(obj, i+1)
 		default:
@@ -187,7 +189,7 @@ var errMalformed = Errorf(KindInvalid, "structure", "malformed JSON")
 
 // trailing checks that nothing but space follows index i of b.
 func trailing(b []byte, i int) error {
-	if skipSpace(b, i) != len(b) {
+	if jsonscan.SkipSpace(b, i) != len(b) {
 		return errMalformed
 	}
 	return nil
@@ -201,7 +203,7 @@ func valueEnd(b []byte, i int) (int, bool) {
 	if i >= len(b) {
 		return i, false
 	}
-	end := skipValue(b, i)
+	end := jsonscan.Value(b, i)
 	if end >= len(b) {
 		return end, false
 	}
@@ -284,75 +286,6 @@ func hasControl(s []byte) bool {
 		}
 	}
 	return false
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && isJSONSpace(b[i]) {
-		i++
-	}
-	return i
-}
-
-func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
-// trimSpace trims JSON's white space (not bytes.TrimSpace's, which is
-// more) from both ends of b.
-func trimSpace(b []byte) []byte {
-	i, j := skipSpace(b, 0), len(b)
-	for j > i && isJSONSpace(b[j-1]) {
-		j--
-	}
-	return b[i:j]
-}
-
-// skipString returns the index after the string starting at b[i] ('"'):
-// the next quote not escaped by an odd number of backslashes (found with
-// bytes.IndexByte, which is much faster than a loop over the bytes).
-func skipString(b []byte, i int) int {
-	for j := i + 1; j < len(b); j++ {
-		k := bytes.IndexByte(b[j:], '"')
-		if k < 0 {
-			break
-		}
-		j += k
-		escaped := false
-		for p := j - 1; p > i && b[p] == '\\'; p-- {
-			escaped = !escaped
-		}
-		if !escaped {
-			return j + 1
-		}
-	}
-	return len(b)
-}
-
-// skipValue returns the index after the value starting at b[i].
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for ; i < len(b); i++ {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-		}
-		return len(b)
-	default: // number, true, false, null
-		for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
-			i++
-		}
-		return i
-	}
 }
 
 // WithMetaSource returns a resource's JSON with meta.source set to source

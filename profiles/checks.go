@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/schakelpunt/schakelpunt/fhir"
+	"github.com/schakelpunt/schakelpunt/fhir/jsonscan"
 )
 
 // invariants runs the checks a JSON Schema cannot express over a whole
@@ -30,7 +31,7 @@ import (
 func invariants(raw []byte, root string) []fhir.Issue {
 	w := checkers.Get().(*checker)
 	w.root = root
-	if i := skipSpace(raw, 0); i < len(raw) && raw[i] == '{' {
+	if i := jsonscan.SkipSpace(raw, 0); i < len(raw) && raw[i] == '{' {
 		w.object(raw, i)
 	}
 	issues := w.issues
@@ -88,7 +89,7 @@ func (w *checker) value(raw []byte, i int) int {
 	case '[':
 		return w.array(raw, i)
 	}
-	return skipScalar(raw, i)
+	return jsonscan.Value(raw, i)
 }
 
 // object walks the object at raw[i] and returns where it ends.
@@ -97,25 +98,25 @@ func (w *checker) object(raw []byte, i int) int {
 	// The last value of each member the object checks look at (nil if
 	// absent): a decoder keeps the last value of a repeated key.
 	var value, system, resourceType, policy, policyRule []byte
-	i = skipSpace(raw, i+1)
+	i = jsonscan.SkipSpace(raw, i+1)
 	for i < len(raw) && raw[i] != '}' {
 		if raw[i] == ',' {
-			i = skipSpace(raw, i+1)
+			i = jsonscan.SkipSpace(raw, i+1)
 			continue
 		}
 		if raw[i] != '"' {
 			return len(raw) // not JSON: stop
 		}
-		end, plain := scanString(raw, i)
+		end, plain := jsonscan.Key(raw, i)
 		var key []byte
 		if plain && end-i >= 2 {
 			key = raw[i+1 : end-1]
 		} else {
 			key = stringValue(raw[i:end])
 		}
-		i = skipSpace(raw, end)
+		i = jsonscan.SkipSpace(raw, end)
 		if i < len(raw) && raw[i] == ':' {
-			i = skipSpace(raw, i+1)
+			i = jsonscan.SkipSpace(raw, i+1)
 		}
 		from := len(w.issues)
 		start := i
@@ -124,7 +125,7 @@ func (w *checker) object(raw []byte, i int) int {
 			i = w.value(raw, i)
 			w.segs = w.segs[:len(w.segs)-1]
 		} else {
-			i = skipScalar(raw, i)
+			i = jsonscan.Value(raw, i)
 		}
 		if i <= start { // not JSON: stop
 			return len(raw)
@@ -146,7 +147,7 @@ func (w *checker) object(raw []byte, i int) int {
 		case "policyRule":
 			policyRule = val
 		}
-		i = skipSpace(raw, i)
+		i = jsonscan.SkipSpace(raw, i)
 	}
 	if len(w.members) > base {
 		w.dropRepeated(raw, base, issuesBase)
@@ -201,38 +202,38 @@ func (w *checker) dropRepeated(raw []byte, base, issuesBase int) {
 // repeated reports whether a member named key follows raw[i] in its
 // object.
 func repeated(raw []byte, i int, key []byte) bool {
-	i = skipSpace(raw, i)
+	i = jsonscan.SkipSpace(raw, i)
 	for i < len(raw) && raw[i] != '}' {
 		if raw[i] == ',' {
-			i = skipSpace(raw, i+1)
+			i = jsonscan.SkipSpace(raw, i+1)
 			continue
 		}
 		if raw[i] != '"' {
 			return false
 		}
-		end := skipString(raw, i)
+		end := jsonscan.String(raw, i)
 		if bytes.Equal(stringValue(raw[i:end]), key) {
 			return true
 		}
-		i = skipSpace(raw, end)
+		i = jsonscan.SkipSpace(raw, end)
 		if i < len(raw) && raw[i] == ':' {
-			i = skipSpace(raw, i+1)
+			i = jsonscan.SkipSpace(raw, i+1)
 		}
 		start := i
-		if i = skipValue(raw, i); i <= start {
+		if i = jsonscan.Value(raw, i); i <= start {
 			return false
 		}
-		i = skipSpace(raw, i)
+		i = jsonscan.SkipSpace(raw, i)
 	}
 	return false
 }
 
 // array walks the array at raw[i] and returns where it ends.
 func (w *checker) array(raw []byte, i int) int {
-	i = skipSpace(raw, i+1)
+	i = jsonscan.SkipSpace(raw, i+1)
 	for n := 0; i < len(raw) && raw[i] != ']'; {
 		if raw[i] == ',' {
-			i = skipSpace(raw, i+1)
+			i = jsonscan.SkipSpace(raw, i+1)
 			continue
 		}
 		start := i
@@ -241,13 +242,13 @@ func (w *checker) array(raw []byte, i int) int {
 			i = w.value(raw, i)
 			w.segs = w.segs[:len(w.segs)-1]
 		} else {
-			i = skipScalar(raw, i)
+			i = jsonscan.Value(raw, i)
 		}
 		if i <= start { // not JSON: stop
 			return len(raw)
 		}
 		n++
-		i = skipSpace(raw, i)
+		i = jsonscan.SkipSpace(raw, i)
 	}
 	if i < len(raw) {
 		i++ // the ']'
@@ -264,14 +265,14 @@ func (w *checker) periods(key, val []byte) {
 	case '{':
 		w.period(val, string(key))
 	case '[':
-		i := skipSpace(val, 1)
+		i := jsonscan.SkipSpace(val, 1)
 		for n := 0; i < len(val) && val[i] != ']'; {
 			if val[i] == ',' {
-				i = skipSpace(val, i+1)
+				i = jsonscan.SkipSpace(val, i+1)
 				continue
 			}
 			start := i
-			i = skipValue(val, i)
+			i = jsonscan.Value(val, i)
 			if i <= start {
 				return
 			}
@@ -279,7 +280,7 @@ func (w *checker) periods(key, val []byte) {
 				w.period(val[start:i], string(key), strconv.Itoa(n))
 			}
 			n++
-			i = skipSpace(val, i)
+			i = jsonscan.SkipSpace(val, i)
 		}
 	}
 }
@@ -289,23 +290,23 @@ func (w *checker) periods(key, val []byte) {
 // the range its end stands for (per-1 compares at the lower precision).
 func (w *checker) period(p []byte, segs ...string) {
 	var start, end []byte
-	i := skipSpace(p, 1)
+	i := jsonscan.SkipSpace(p, 1)
 	for i < len(p) && p[i] != '}' {
 		if p[i] == ',' {
-			i = skipSpace(p, i+1)
+			i = jsonscan.SkipSpace(p, i+1)
 			continue
 		}
 		if p[i] != '"' {
 			return
 		}
-		kend := skipString(p, i)
+		kend := jsonscan.String(p, i)
 		key := stringValue(p[i:kend])
-		i = skipSpace(p, kend)
+		i = jsonscan.SkipSpace(p, kend)
 		if i < len(p) && p[i] == ':' {
-			i = skipSpace(p, i+1)
+			i = jsonscan.SkipSpace(p, i+1)
 		}
 		vstart := i
-		if i = skipValue(p, i); i <= vstart {
+		if i = jsonscan.Value(p, i); i <= vstart {
 			return
 		}
 		switch string(key) {
@@ -314,7 +315,7 @@ func (w *checker) period(p []byte, segs ...string) {
 		case "end":
 			end = p[vstart:i]
 		}
-		i = skipSpace(p, i)
+		i = jsonscan.SkipSpace(p, i)
 	}
 	if start == nil || end == nil || start[0] != '"' || end[0] != '"' {
 		return
@@ -349,99 +350,4 @@ func stringValue(v []byte) []byte {
 		return nil
 	}
 	return []byte(s)
-}
-
-// The scanners below move over valid JSON without checking it; on
-// anything else they stop without reading past the end.
-
-func skipSpace(raw []byte, i int) int {
-	for i < len(raw) {
-		switch raw[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
-}
-
-// special marks the bytes that end the plain run of a string's content:
-// the closing quote, an escape, and the bytes of non-ASCII UTF-8.
-var special = func() (t [256]bool) {
-	t['"'], t['\\'] = true, true
-	for c := 0x80; c < 0x100; c++ {
-		t[c] = true
-	}
-	return t
-}()
-
-// scanString returns the end of the string at raw[i] (its opening quote),
-// and whether its content is plain ASCII without escapes: its own value.
-func scanString(raw []byte, i int) (end int, plain bool) {
-	plain = true
-	i++
-	for i < len(raw) {
-		for i < len(raw) && !special[raw[i]] {
-			i++
-		}
-		if i >= len(raw) {
-			break
-		}
-		switch raw[i] {
-		case '"':
-			return i + 1, plain
-		case '\\':
-			plain = false
-			i += 2
-		default:
-			plain = false
-			i++
-		}
-	}
-	return len(raw), plain
-}
-
-func skipString(raw []byte, i int) int {
-	end, _ := scanString(raw, i)
-	return end
-}
-
-// skipScalar returns the end of the string, number or literal at raw[i].
-func skipScalar(raw []byte, i int) int {
-	if i < len(raw) && raw[i] == '"' {
-		return skipString(raw, i)
-	}
-	for i < len(raw) {
-		switch raw[i] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return i
-		}
-		i++
-	}
-	return i
-}
-
-// skipValue returns the end of the value at raw[i].
-func skipValue(raw []byte, i int) int {
-	if i >= len(raw) || (raw[i] != '{' && raw[i] != '[') {
-		return skipScalar(raw, i)
-	}
-	depth := 0
-	for i < len(raw) {
-		switch raw[i] {
-		case '"':
-			i = skipString(raw, i)
-			continue
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
-			if depth == 0 {
-				return i + 1
-			}
-		}
-		i++
-	}
-	return i
 }
