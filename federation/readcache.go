@@ -11,7 +11,8 @@ import (
 // changed: Generation(typ) changes whenever a write of a resource of typ
 // commits, before that write is acknowledged. The embedded store is one,
 // for the writes of its own process: one serving process per database
-// file (the audit tools that open it beside it write no resources). A
+// file (sqlite.Options.Serving; the audit tools that open it beside it
+// write no resources). A
 // store shared by several instances (MongoDB) cannot be, as another
 // instance's writes would go unseen.
 type Generations interface {

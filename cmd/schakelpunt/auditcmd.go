@@ -40,7 +40,7 @@ func auditCommand(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		}
 	}
 	log := newLogger(stderr, cfg.LogLevel)
-	st, err := openStore(ctx, cfg, log)
+	st, err := openStore(ctx, cfg, log, false)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}

@@ -85,7 +85,7 @@ func reportCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 			return &exitError{code: 2, err: fmt.Errorf("no embedded store at %s: %w", path, err)}
 		}
 	}
-	st, err := openStore(ctx, cfg, newLogger(stderr, cfg.LogLevel))
+	st, err := openStore(ctx, cfg, newLogger(stderr, cfg.LogLevel), false)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}

@@ -116,7 +116,7 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (_
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := routing.NewMetrics(reg)
 
-	st, err := openStore(ctx, cfg, log)
+	st, err := openStore(ctx, cfg, log, true)
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +226,10 @@ func start(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (_
 	return a, nil
 }
 
-func openStore(ctx context.Context, cfg *Config, log *slog.Logger) (store.Store, error) {
+// openStore opens the configured store; serving is true for serve (see
+// sqlite.Options.Serving), false for the tools that open it beside a
+// server.
+func openStore(ctx context.Context, cfg *Config, log *slog.Logger, serving bool) (store.Store, error) {
 	switch cfg.Store {
 	case "mongodb":
 		s, err := mongo.Open(ctx, cfg.MongoDBURI, cfg.MongoDBDatabase, mongo.Options{Logger: log})
@@ -235,7 +238,7 @@ func openStore(ctx context.Context, cfg *Config, log *slog.Logger) (store.Store,
 		}
 		return s, nil
 	default:
-		s, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "schakelpunt.db"), sqlite.Options{Logger: log})
+		s, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "schakelpunt.db"), sqlite.Options{Logger: log, Serving: serving})
 		if err != nil {
 			return nil, fmt.Errorf("embedded store: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/schakelpunt/schakelpunt/fhir"
+	"github.com/schakelpunt/schakelpunt/store/sqlite"
 )
 
 // mustRunMain starts the switching point on loopback ports chosen by the
@@ -257,4 +259,32 @@ func validBSNs(n int) []string {
 		}
 	}
 	return out
+}
+
+// TestOneServePerDataDirectory: a second serve on a data directory that
+// a running serve uses stops at start, naming the reason (its consent
+// writes would go unseen by the first one's cache); audit verify still
+// opens the store beside the running server.
+func TestOneServePerDataDirectory(t *testing.T) {
+	dir := t.TempDir()
+	a := mustRunMain(t, dir)
+	defer a.shutdown()
+	cfg, err := loadConfig([]string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--patient-listen", "",
+		"--data-dir", dir, "--log-level", "warn"}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard); !errors.Is(err, sqlite.ErrServing) {
+		if b != nil {
+			b.shutdown()
+		}
+		t.Fatalf("a second serve on %s: %v, want ErrServing", dir, err)
+	}
+	var out, errOut bytes.Buffer
+	if err := realMain(context.Background(), []string{"audit", "verify", "--data-dir", dir}, &out, &errOut, func(string) string { return "" }); err != nil {
+		t.Fatalf("audit verify beside the server: %v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(out.String(), "audit chain intact") {
+		t.Errorf("audit verify: %s", out.String())
+	}
 }

@@ -73,7 +73,17 @@ type Options struct {
 	// Now is the clock (default time.Now). The store keeps lastUpdated
 	// strictly increasing whatever the clock does.
 	Now func() time.Time
+	// Serving takes the database's serving lock: one serving Store per
+	// file, in this process or another (ErrServing otherwise). A serving
+	// Store's readers cache by its generations (see Generation), which
+	// see only its own writes. Tools that open the store beside a server
+	// (audit verify, audit report) do not take it.
+	Serving bool
 }
+
+// ErrServing is returned by Open with Options.Serving when another
+// serving Store has the database file open.
+var ErrServing = errors.New("another serving store has this database open")
 
 const schemaVersion = 2
 
@@ -133,6 +143,8 @@ type Store struct {
 
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt // prepared search statements by SQL text
+
+	unlock func() error // releases the serving lock (Options.Serving)
 }
 
 // Open opens (creating if needed) the database at path.
@@ -158,7 +170,15 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	unlock := func() error { return nil }
+	if opts.Serving {
+		var err error
+		if unlock, err = serveLock(path); err != nil {
+			return nil, err
+		}
+	}
 	s := &Store{
+		unlock:  unlock,
 		log:     opts.Logger.With("store", "sqlite"),
 		path:    path,
 		now:     opts.Now,
@@ -172,10 +192,12 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	if err := s.openWriter(ctx, opts); err != nil {
 		s.closeDBs()
+		_ = unlock()
 		return nil, err
 	}
 	if err := s.openReaders(ctx, opts); err != nil {
 		s.closeDBs()
+		_ = unlock()
 		return nil, err
 	}
 	go s.run()
@@ -432,6 +454,9 @@ func (s *Store) Close() error {
 		}
 		if err := s.wdb.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("sqlite: close writer: %w", err))
+		}
+		if err := s.unlock(); err != nil {
+			errs = append(errs, fmt.Errorf("sqlite: serving lock: %w", err))
 		}
 		s.closeErr = errors.Join(errs...)
 		s.log.Info("store closed", "path", s.path)

@@ -227,3 +227,40 @@ func TestGeneration(t *testing.T) {
 		})
 	}
 }
+
+// TestOneServingStorePerFile: a second serving Store on an open database
+// file is refused (its writes would be unseen by the first's caches); a
+// store that is not serving (the audit tools) opens beside it; once the
+// first is closed, serving opens again.
+func TestOneServingStorePerFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "one.db")
+	serving := sqlite.Options{Serving: true}
+	first, err := sqlite.Open(ctx, path, serving)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := sqlite.Open(ctx, path, serving); !errors.Is(err, sqlite.ErrServing) {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("a second serving Open: %v, want ErrServing", err)
+	}
+	tool, err := sqlite.Open(ctx, path, sqlite.Options{})
+	if err != nil {
+		t.Fatalf("a tool beside the server: %v", err)
+	}
+	if err := tool.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := sqlite.Open(ctx, path, serving)
+	if err != nil {
+		t.Fatalf("serving again after Close: %v", err)
+	}
+	if err := again.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
