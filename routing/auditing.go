@@ -66,11 +66,13 @@ func (w *heldWriter) WriteString(s string) (int, error) {
 // makes at once.
 const maxHeldPresize = 64 << 20
 
-// hold takes b as the body, without a copy: the caller gives it up.
+// hold takes b as the body, without a copy: the caller does not change
+// it again (it may be shared, as a cached CapabilityStatement is: a later
+// Write appends to a copy).
 func (w *heldWriter) hold(b []byte) {
 	w.WriteHeaderNow()
 	if w.body == nil {
-		w.body = b
+		w.body = b[:len(b):len(b)]
 		return
 	}
 	w.body = append(w.body, b...)
