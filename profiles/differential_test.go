@@ -40,32 +40,27 @@ type differentialInput struct {
 
 func TestSourceValidationMatchesReference(t *testing.T) {
 	v := MustNewValidator(t)
-	// Under -short and -race a third of the demo resources are taken,
-	// mutated at the top level only, and the R4 examples are left out
-	// (minutes under -race).
+	// Under -short and -race a third of the demo resources and a tenth of
+	// the R4 examples are taken (all of them take minutes under -race).
 	light := testing.Short() || raceDetector
 	groups := []struct {
-		name   string
-		load   func(t *testing.T) []differentialInput
-		write  bool // compare Validate (writes, google/fhir's parser) too
-		sample bool // a third of the inputs when light
-		heavy  bool // left out when light
+		name  string
+		load  func(t *testing.T) []differentialInput
+		write bool // compare Validate (writes, google/fhir's parser) too
+		every int  // when light, one input in every
 	}{
-		{"profiles testdata", profilesTestdata, true, false, false},
-		{"demo sources", demoResources, false, true, false},
-		{"R4 examples", r4Examples, false, false, true},
+		{"profiles testdata", profilesTestdata, true, 1},
+		{"demo sources", demoResources, false, 3},
+		{"R4 examples", r4Examples, false, 10},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
-			if g.heavy && light {
-				t.Skip("left out under -short and -race")
-			}
 			inputs := g.load(t)
 			if len(inputs) == 0 {
 				t.Fatal("no inputs")
 			}
-			if g.sample && light {
-				inputs = everyThird(inputs)
+			if light {
+				inputs = everyNth(inputs, g.every)
 			}
 			var stats differentialStats
 			for _, in := range inputs {
@@ -87,9 +82,9 @@ func TestSourceValidationMatchesReference(t *testing.T) {
 	}
 }
 
-func everyThird(in []differentialInput) []differentialInput {
+func everyNth(in []differentialInput, n int) []differentialInput {
 	var out []differentialInput
-	for i := 0; i < len(in); i += 3 {
+	for i := 0; i < len(in); i += n {
 		out = append(out, in[i])
 	}
 	return out
