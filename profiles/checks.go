@@ -92,6 +92,15 @@ func (w *checker) value(raw []byte, i int) int {
 	return jsonscan.Value(raw, i)
 }
 
+// child walks the value at raw[i] of a member or element (at step s of
+// the path) and returns where it ends.
+func (w *checker) child(raw []byte, i int, s seg) int {
+	w.segs = append(w.segs, s)
+	i = w.value(raw, i)
+	w.segs = w.segs[:len(w.segs)-1]
+	return i
+}
+
 // object walks the object at raw[i] and returns where it ends.
 func (w *checker) object(raw []byte, i int) int {
 	base, issuesBase := len(w.members), len(w.issues)
@@ -120,13 +129,7 @@ func (w *checker) object(raw []byte, i int) int {
 		}
 		from := len(w.issues)
 		start := i
-		if i < len(raw) && (raw[i] == '{' || raw[i] == '[') {
-			w.segs = append(w.segs, seg{key: key, idx: -1})
-			i = w.value(raw, i)
-			w.segs = w.segs[:len(w.segs)-1]
-		} else {
-			i = jsonscan.Value(raw, i)
-		}
+		i = w.child(raw, i, seg{key: key, idx: -1})
 		if i <= start { // not JSON: stop
 			return len(raw)
 		}
@@ -237,13 +240,7 @@ func (w *checker) array(raw []byte, i int) int {
 			continue
 		}
 		start := i
-		if raw[i] == '{' || raw[i] == '[' {
-			w.segs = append(w.segs, seg{idx: n})
-			i = w.value(raw, i)
-			w.segs = w.segs[:len(w.segs)-1]
-		} else {
-			i = jsonscan.Value(raw, i)
-		}
+		i = w.child(raw, i, seg{idx: n})
 		if i <= start { // not JSON: stop
 			return len(raw)
 		}
