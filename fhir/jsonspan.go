@@ -68,16 +68,12 @@ func Elements(arr []byte) ([][]byte, error) {
 			return nil, errMalformed
 		}
 		out = append(out, arr[i:end])
-		if i = jsonscan.SkipSpace(arr, end); i >= len(arr) {
-			return nil, errMalformed
-		}
-		switch arr[i] {
-		case ',':
-			i = jsonscan.SkipSpace(arr, i+1)
-		case ']':
-			return out, trailing(arr, i+1)
-		default:
-			return nil, errMalformed
+		var done bool
+		var err error
+		if i, done, err = afterValue(arr, end, ']'); err != nil {
+			return nil, err
+		} else if done {
+			return out, nil
 		}
 	}
 }

@@ -171,18 +171,29 @@ func splitObject(obj []byte) ([]Member, error) {
 			return nil, errMalformed
 		}
 		ms = append(ms, Member{Key: key, Value: obj[i:vend]})
-		if i = jsonscan.SkipSpace(obj, vend); i >= len(obj) {
-			return nil, errMalformed
-		}
-		switch obj[i] {
-		case ',':
-			i = jsonscan.SkipSpace(obj, i+1)
-		case '}':
-			return ms, trailing(obj, i+1)
-		default:
-			return nil, errMalformed
+		var done bool
+		if i, done, err = afterValue(obj, vend, '}'); err != nil {
+			return nil, err
+		} else if done {
+			return ms, nil
 		}
 	}
+}
+
+// afterValue reads what follows a member or element of b that ends at
+// end: a comma (next is where the following one starts) or b's closing
+// byte, with nothing after it (done).
+func afterValue(b []byte, end int, closing byte) (next int, done bool, err error) {
+	i := jsonscan.SkipSpace(b, end)
+	switch {
+	case i >= len(b):
+		return 0, false, errMalformed
+	case b[i] == ',':
+		return jsonscan.SkipSpace(b, i+1), false, nil
+	case b[i] == closing:
+		return 0, true, trailing(b, i+1)
+	}
+	return 0, false, errMalformed
 }
 
 var errMalformed = Errorf(KindInvalid, "structure", "malformed JSON")
