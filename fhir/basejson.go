@@ -161,7 +161,9 @@ func (o *jsonObject) get(k string) (any, bool) {
 	return nil, false
 }
 
-// uniqueMembers copies ps, each key once with its last value.
+// uniqueMembers copies ps, each key once with its last value: unique's
+// rule for Members, written for the decoder's pairs (one generic function
+// for both made base validation 4 % slower).
 func uniqueMembers(ps []jsonPair) []jsonPair {
 	out := make([]jsonPair, 0, len(ps))
 	if len(ps) <= 32 {
