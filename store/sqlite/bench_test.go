@@ -109,27 +109,33 @@ func BenchmarkSearchIdentifier100k(b *testing.B) {
 // load creates patients 0..n-1 from many goroutines.
 func load(tb testing.TB, s store.Store, n int) {
 	tb.Helper()
-	const loaders = 256
+	loadParallel(tb, s, n, func(i int) []store.Write { return []store.Write{patientWrite(i)} })
+}
+
+// loadParallel creates the writes of 0..n-1 from 256 goroutines, so
+// that they share commits.
+func loadParallel(tb testing.TB, s store.Store, n int, writes func(i int) []store.Write) {
+	tb.Helper()
 	var (
 		wg   sync.WaitGroup
 		next atomic.Int64
 	)
 	next.Store(-1)
-	for range loaders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for range 256 {
+		wg.Go(func() {
 			for {
 				i := int(next.Add(1))
 				if i >= n {
 					return
 				}
-				if _, err := s.Create(context.Background(), patientWrite(i)); err != nil {
-					tb.Error(err)
-					return
+				for _, w := range writes(i) {
+					if _, err := s.Create(context.Background(), w); err != nil {
+						tb.Error(err)
+						return
+					}
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 }

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -59,30 +57,9 @@ func extracted(typ, id, body string) store.Write {
 // from many goroutines.
 func loadIndex(tb testing.TB, s store.Store, n int) {
 	tb.Helper()
-	var (
-		wg   sync.WaitGroup
-		next atomic.Int64
-	)
-	next.Store(-1)
-	for range 128 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1))
-				if i >= n {
-					return
-				}
-				for _, w := range []store.Write{indexEntryWrite(i, 0), indexEntryWrite(i, 1), indexConsentWrite(i, 0), indexConsentWrite(i, 1)} {
-					if _, err := s.Create(context.Background(), w); err != nil {
-						tb.Error(err)
-						return
-					}
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	loadParallel(tb, s, n, func(i int) []store.Write {
+		return []store.Write{indexEntryWrite(i, 0), indexEntryWrite(i, 1), indexConsentWrite(i, 0), indexConsentWrite(i, 1)}
+	})
 }
 
 // cpuTime is the CPU time (user and system) the process used so far: on
