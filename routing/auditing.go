@@ -3,7 +3,6 @@ package routing
 import (
 	"context"
 	"net/http"
-	"strconv"
 
 	"github.com/gin-gonic/gin"
 
@@ -46,13 +45,6 @@ func (w *heldWriter) WriteHeaderNow() {
 }
 func (w *heldWriter) Write(b []byte) (int, error) {
 	w.WriteHeaderNow()
-	if w.body == nil {
-		// The whole body at once, as write sends it (its length
-		// announced): held in a buffer made for it.
-		if n, err := strconv.Atoi(w.header.Get("Content-Length")); err == nil && n >= len(b) && n <= maxHeldPresize {
-			w.body = make([]byte, 0, n)
-		}
-	}
 	w.body = append(w.body, b...)
 	return len(b), nil
 }
@@ -61,10 +53,6 @@ func (w *heldWriter) WriteString(s string) (int, error) {
 	w.body = append(w.body, s...)
 	return len(s), nil
 }
-
-// maxHeldPresize bounds the buffer a held response's announced length
-// makes at once.
-const maxHeldPresize = 64 << 20
 
 // hold takes b as the body, without a copy: the caller does not change
 // it again (it may be shared, as a cached CapabilityStatement is: a later
