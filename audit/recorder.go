@@ -74,9 +74,11 @@ type Recorder struct {
 	close bool
 }
 
+// pending is what one Record or RecordAll call asks to store: its events
+// go into one batch, consecutive in the chain.
 type pending struct {
-	ev    Event
-	r     rendered
+	evs   []Event
+	rs    []rendered
 	reply chan error
 }
 
@@ -148,39 +150,59 @@ func timeOrderedID() string {
 // means the event is not stored: the caller must not release data (fail
 // closed); the error is a *fhir.Error of kind unavailable.
 func (r *Recorder) Record(ctx context.Context, ev Event) (string, error) {
-	if ev.ID == "" {
-		ev.ID = r.newID()
+	evs := []Event{ev}
+	if err := r.RecordAll(ctx, evs); err != nil {
+		return "", err
 	}
-	if ev.Recorded.IsZero() {
-		ev.Recorded = r.now()
+	return evs[0].ID, nil
+}
+
+// RecordAll stores the events of one interaction in one commit, all or
+// none, and sets the ID of each that had none. IHE BALP records a query
+// whose results are about several patients as one event per patient, so
+// that each finds it in their own log and sees only their own part. An
+// error is Record's.
+func (r *Recorder) RecordAll(ctx context.Context, evs []Event) error {
+	if len(evs) == 0 {
+		return nil
 	}
-	if ev.Observer == "" {
-		ev.Observer = r.observer
+	now := r.now()
+	p := &pending{evs: evs, rs: make([]rendered, len(evs)), reply: make(chan error, 1)}
+	for i := range evs {
+		ev := &evs[i]
+		if ev.ID == "" {
+			ev.ID = r.newID()
+		}
+		if ev.Recorded.IsZero() {
+			ev.Recorded = now
+		}
+		if ev.Observer == "" {
+			ev.Observer = r.observer
+		}
+		ev.validUTF8()
+		var err error
+		if p.rs[i], err = render(ev); err != nil {
+			return unavailable(err)
+		}
 	}
-	ev.validUTF8()
-	rd, err := render(&ev)
-	if err != nil {
-		return "", unavailable(err)
-	}
-	p := &pending{ev: ev, r: rd, reply: make(chan error, 1)}
 	r.mu.RLock()
 	if r.close {
 		r.mu.RUnlock()
-		return "", unavailable(ErrClosed)
+		return unavailable(ErrClosed)
 	}
 	select {
 	case r.queue <- p:
 	case <-ctx.Done():
 		r.mu.RUnlock()
-		return "", unavailable(ctx.Err())
+		return unavailable(ctx.Err())
 	}
 	r.mu.RUnlock()
-	// Once queued, the event is written even if ctx ends: wait for the
+	// Once queued, the events are written even if ctx ends: wait for the
 	// verdict so that nothing is acknowledged twice or lost silently.
 	if err := <-p.reply; err != nil {
-		return "", unavailable(err)
+		return unavailable(err)
 	}
-	return ev.ID, nil
+	return nil
 }
 
 func unavailable(err error) error {
@@ -324,7 +346,7 @@ func (r *Recorder) commit(batch []*pending) {
 	if err == nil && r.recorded != nil {
 		r.events = r.events[:0]
 		for _, p := range batch {
-			r.events = append(r.events, p.ev)
+			r.events = append(r.events, p.evs...)
 		}
 		r.recorded(r.events)
 		clear(r.events)
@@ -333,16 +355,23 @@ func (r *Recorder) commit(batch []*pending) {
 
 // chain links the rendered batch onto head.
 func (r *Recorder) chain(head store.ChainHead, batch []*pending) ([]store.AuditRecord, error) {
-	recs := make([]store.AuditRecord, 0, len(batch))
+	n := 0
+	for _, p := range batch {
+		n += len(p.evs)
+	}
+	recs := make([]store.AuditRecord, 0, n)
 	seq, prev := head.Seq, head.Hash
 	for _, p := range batch {
-		seq++
-		hash := Link(prev, p.r.canon)
-		recs = append(recs, store.AuditRecord{
-			Seq: seq, Prev: prev, Hash: hash, Recorded: p.ev.Recorded,
-			Write: store.Write{Type: "AuditEvent", ID: p.ev.ID, Body: p.r.body(seq, prev, hash), Terms: p.r.terms},
-		})
-		prev = hash
+		for i := range p.evs {
+			ev, rd := &p.evs[i], &p.rs[i]
+			seq++
+			hash := Link(prev, rd.canon)
+			recs = append(recs, store.AuditRecord{
+				Seq: seq, Prev: prev, Hash: hash, Recorded: ev.Recorded,
+				Write: store.Write{Type: "AuditEvent", ID: ev.ID, Body: rd.body(seq, prev, hash), Terms: rd.terms},
+			})
+			prev = hash
+		}
 	}
 	return recs, nil
 }

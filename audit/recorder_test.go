@@ -366,3 +366,82 @@ func TestRecordLingers(t *testing.T) {
 		wantStoredOnce(t, s, []string{id})
 	})
 }
+
+// TestRecordAll: the events of one interaction are stored in one commit,
+// consecutive in the chain, with one recorded time, and handed to
+// OnRecorded together; when the store fails, none of them is stored.
+func TestRecordAll(t *testing.T) {
+	parts := func() []audit.Event {
+		var evs []audit.Event
+		for _, bsn := range testBSNs[:3] {
+			ev := event(0)
+			ev.PatientBSN = bsn
+			evs = append(evs, ev)
+		}
+		return evs
+	}
+	t.Run("stored together", func(t *testing.T) {
+		s := MustOpenStore(t)
+		log := &countingLog{AuditLog: s}
+		var seen []audit.Event
+		var mu sync.Mutex
+		rec := MustRecorder(t, log, audit.Options{NewID: seqIDs("ev"), OnRecorded: func(evs []audit.Event) {
+			mu.Lock()
+			seen = append(seen, evs...)
+			mu.Unlock()
+		}})
+		if _, err := rec.Record(context.Background(), event(1)); err != nil {
+			t.Fatal(err)
+		}
+		evs := parts()
+		if err := rec.RecordAll(context.Background(), evs); err != nil {
+			t.Fatal(err)
+		}
+		if got := log.calls.Load(); got != 2 {
+			t.Errorf("%d appends, want 2: one for the lone event, one for the three", got)
+		}
+		chain := scanAll(t, s)
+		if len(chain) != 4 {
+			t.Fatalf("%d events stored, want 4", len(chain))
+		}
+		for i, ev := range evs {
+			if ev.ID == "" || ev.Recorded != evs[0].Recorded {
+				t.Errorf("event %d: id %q recorded %v, want an id and the first's time %v", i, ev.ID, ev.Recorded, evs[0].Recorded)
+			}
+			stored := chain[1+i]
+			if stored.Resource.ID != ev.ID {
+				t.Errorf("chain position %d holds %s, want %s", 1+i, stored.Resource.ID, ev.ID)
+			}
+			if got := path(list(decode(t, stored.Resource.Body), "entity")[0], "what.identifier.value"); got != ev.PatientBSN {
+				t.Errorf("event %s is about %q, want %q", ev.ID, got, ev.PatientBSN)
+			}
+		}
+		mustVerify(t, s, 4)
+		rec.Close()
+		if len(seen) != 4 || seen[3].ID != evs[2].ID {
+			t.Errorf("OnRecorded saw %d events, want all 4 in chain order", len(seen))
+		}
+	})
+	t.Run("none stored when the store fails", func(t *testing.T) {
+		s := MustOpenStore(t)
+		log := &countingLog{AuditLog: s}
+		rec := MustRecorder(t, log, audit.Options{NewID: seqIDs("ev")})
+		first, err := rec.Record(context.Background(), event(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The last of the three takes an id already stored: the store
+		// refuses the append after writing the first two.
+		log.setHook(func(recs []store.AuditRecord) ([]store.AuditRecord, error) {
+			recs[len(recs)-1].Write.ID = first
+			return recs, nil
+		})
+		if err := rec.RecordAll(context.Background(), parts()); fhir.KindOf(err) != fhir.KindUnavailable {
+			t.Fatalf("RecordAll with a failing store: %v, want an unavailable error", err)
+		}
+		if chain := scanAll(t, s); len(chain) != 1 {
+			t.Fatalf("%d events stored, want only the first", len(chain))
+		}
+		mustVerify(t, s, 1)
+	})
+}

@@ -2,6 +2,8 @@ package routing
 
 import (
 	"encoding/base64"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -260,46 +262,107 @@ func TestPIX(t *testing.T) {
 	}
 }
 
+// TestLogReadAboutSeveralPatients: a supervisor's read of the log whose
+// events are about several patients is one event about nobody, not one
+// per patient (each reading of the log would otherwise add to it).
+func TestLogReadAboutSeveralPatients(t *testing.T) {
+	h := mustServe(t)
+	for _, b := range []string{"999911120", "999900031"} {
+		if r := do(t, h, "POST", "/Consent", withBSN(t, "consent.json", b)); r.status != 201 {
+			t.Fatalf("seed: %d %s", r.status, r.raw)
+		}
+	}
+	sup := h.as("supervisor")
+	read := do(t, sup, "GET", "/AuditEvent?_count=100&agent:identifier="+fhir.SystemUZISystem+"|"+roles["source"].UZI, nil)
+	if n := len(read.entries()); n != 2 {
+		t.Fatalf("%d events of the source, want its 2 writes", n)
+	}
+	newest := do(t, sup, "GET", "/AuditEvent?_sort=-date&_count=2&agent:identifier="+fhir.SystemUZIPerson+"|"+roles["supervisor"].UZI, nil)
+	var patients []string
+	for i, e := range newest.entries() {
+		for _, en := range e["resource"].(map[string]any)["entity"].([]any) {
+			what, _ := en.(map[string]any)["what"].(map[string]any)
+			if idf, ok := what["identifier"].(map[string]any); ok && idf["system"] == fhir.SystemBSN {
+				patients = append(patients, fmt.Sprintf("event %d: %s", i, idf["value"]))
+			}
+		}
+	}
+	if len(newest.entries()) != 1 || len(patients) != 0 {
+		t.Errorf("the supervisor's read of the log left %d events naming patients %v, want one naming none", len(newest.entries()), patients)
+	}
+}
+
 // TestSearchWithoutBSNNamesThePatient: a search that names no BSN (by
 // _id, or a later page) is logged about the patient its results are
 // about, as a read is, so that the patient finds it in their log; results
-// about several patients leave the event without a patient.
+// about several patients are logged as one event per patient (IHE BALP),
+// each naming only that patient's resources.
 func TestSearchWithoutBSNNamesThePatient(t *testing.T) {
 	h := mustServe(t)
 	const bsn, other = "999911120", "999900031"
 	first := do(t, h, "POST", "/Patient", fixture(t, "patient.json"))
-	second := do(t, h, "POST", "/Patient", []byte(strings.ReplaceAll(string(fixture(t, "patient.json")), bsn, other)))
+	second := do(t, h, "POST", "/Patient", withBSN(t, "patient.json", other))
 	consent := do(t, h, "POST", "/Consent", fixture(t, "consent.json"))
-	for _, r := range []response{first, second, consent} {
+	otherConsent := do(t, h, "POST", "/Consent", withBSN(t, "consent.json", other))
+	for _, r := range []response{first, second, consent, otherConsent} {
 		if r.status != 201 {
 			t.Fatalf("seed: %d %s", r.status, r.raw)
 		}
 	}
 	id := func(r response) string { return r.body["id"].(string) }
-	// The source's events about b (the supervisor's reading of the log
-	// is itself logged about b).
-	eventsAbout := func(b string) int {
-		r := do(t, h.as("supervisor"), "GET", "/AuditEvent?_count=100&agent:identifier="+fhir.SystemUZISystem+"|"+
+	ref := func(typ string, r response) string { return typ + "/" + id(r) + "/_history/1" }
+	// The source's events about b, newest first (the supervisor's
+	// reading of the log is itself logged about b).
+	eventsAbout := func(b string) []map[string]any {
+		r := do(t, h.as("supervisor"), "GET", "/AuditEvent?_count=100&_sort=-date&agent:identifier="+fhir.SystemUZISystem+"|"+
 			roles["source"].UZI+"&patient:identifier=http://fhir.nl/fhir/NamingSystem/bsn|"+b, nil)
-		return len(r.entries())
+		var out []map[string]any
+		for _, e := range r.entries() {
+			out = append(out, e["resource"].(map[string]any))
+		}
+		return out
 	}
 	for _, tc := range []struct {
 		name, path string
-		want       map[string]int // new events about each BSN
+		want       map[string][]string // the resources the new event about each BSN names (nil: no new event)
 	}{
-		{"a consent by _id", "/Consent?_id=" + id(consent), map[string]int{bsn: 1, other: 0}},
-		{"a patient by _id", "/Patient?_id=" + id(second), map[string]int{bsn: 0, other: 1}},
-		{"two patients: about neither", "/Patient?_id=" + id(first) + "," + id(second), map[string]int{bsn: 0, other: 0}},
-		{"nothing found: about nobody", "/Patient?_id=unknown", map[string]int{bsn: 0, other: 0}},
+		{"a consent by _id", "/Consent?_id=" + id(consent), map[string][]string{bsn: {ref("Consent", consent)}, other: nil}},
+		{"a patient by _id", "/Patient?_id=" + id(second), map[string][]string{bsn: nil, other: {ref("Patient", second)}}},
+		{"two patients: one event each", "/Patient?_id=" + id(first) + "," + id(second),
+			map[string][]string{bsn: {ref("Patient", first)}, other: {ref("Patient", second)}}},
+		{"an organisation's consents: one event each", "/Consent?_sort=_lastUpdated",
+			map[string][]string{bsn: {ref("Consent", consent)}, other: {ref("Consent", otherConsent)}}},
+		{"nothing found: about nobody", "/Patient?_id=unknown", map[string][]string{bsn: nil, other: nil}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := map[string]int{bsn: eventsAbout(bsn), other: eventsAbout(other)}
+			before := map[string]int{bsn: len(eventsAbout(bsn)), other: len(eventsAbout(other))}
 			if r := do(t, h, "GET", tc.path, nil); r.status != 200 {
 				t.Fatalf("%d %s", r.status, r.raw)
 			}
-			for b, n := range tc.want {
-				if got := eventsAbout(b) - before[b]; got != n {
-					t.Errorf("%d new events about %s, want %d", got, b, n)
+			for b, want := range tc.want {
+				evs := eventsAbout(b)
+				n := len(evs) - before[b]
+				if want == nil {
+					if n != 0 {
+						t.Errorf("%d new events about %s, want none", n, b)
+					}
+					continue
+				}
+				if n != 1 {
+					t.Fatalf("%d new events about %s, want 1", n, b)
+				}
+				var patients, resources []string
+				for _, e := range evs[0]["entity"].([]any) {
+					what, _ := e.(map[string]any)["what"].(map[string]any)
+					if idf, ok := what["identifier"].(map[string]any); ok {
+						patients = append(patients, idf["value"].(string))
+					}
+					if r, ok := what["reference"].(string); ok {
+						resources = append(resources, r)
+					}
+				}
+				if !slices.Equal(patients, []string{b}) || !slices.Equal(resources, want) {
+					t.Errorf("the event about %s names patients %v and resources %v, want only %s and %v", b, patients, resources, b, want)
 				}
 			}
 		})

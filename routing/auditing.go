@@ -10,10 +10,10 @@ import (
 	"github.com/schakelpunt/schakelpunt/fhir"
 )
 
-// AuditRecorder stores an AuditEvent durably; declared here, where it is
-// used (audit.Recorder implements it).
+// AuditRecorder stores the AuditEvents of one interaction durably, all or
+// none; declared here, where it is used (audit.Recorder implements it).
 type AuditRecorder interface {
-	Record(ctx context.Context, ev audit.Event) (string, error)
+	RecordAll(ctx context.Context, evs []audit.Event) error
 }
 
 // expecter is an AuditRecorder told of the requests in flight, to group
@@ -113,7 +113,9 @@ func (s *server) audited(c *gin.Context) {
 	}
 }
 
-// recordNow stores the request's AuditEvent with the given status.
+// recordNow stores the request's AuditEvent with the given status: one
+// event, or one per patient when a search's results are about several
+// (see notePatientOfResults).
 func (s *server) recordNow(c *gin.Context, status int) error {
 	t := trailOf(c)
 	if t.patientBSN == "" {
@@ -139,9 +141,17 @@ func (s *server) recordNow(c *gin.Context, status int) error {
 		permit := d.Permit
 		ev.Permit, ev.Reasons = &permit, d.Reasons
 	}
+	evs := []audit.Event{ev}
+	if len(t.byPatient) > 0 {
+		evs = evs[:0]
+		for _, part := range t.byPatient {
+			ev.PatientBSN, ev.Resources = part.bsn, part.resources
+			evs = append(evs, ev)
+		}
+	}
 	// Not the request's context: a client that hangs up after its write
 	// was committed must not take the write's AuditEvent with it.
-	_, err := s.audit.Record(context.WithoutCancel(c.Request.Context()), ev)
+	err := s.audit.RecordAll(context.WithoutCancel(c.Request.Context()), evs)
 	if t.expected != nil {
 		t.expected()
 	}

@@ -469,5 +469,10 @@ func (s *server) writable(c *gin.Context, t, id string) error {
 
 func noteResource(c *gin.Context, r store.Resource) {
 	t := trailOf(c)
-	t.resources = append(t.resources, r.Type+"/"+r.ID+"/_history/"+strconv.FormatInt(r.Version, 10))
+	t.resources = append(t.resources, resourceRef(r))
+}
+
+// resourceRef is the versioned reference the AuditEvent names r by.
+func resourceRef(r store.Resource) string {
+	return r.Type + "/" + r.ID + "/_history/" + strconv.FormatInt(r.Version, 10)
 }

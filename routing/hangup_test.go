@@ -19,12 +19,12 @@ type hangupAudit struct {
 	gone chan struct{}
 }
 
-func (h *hangupAudit) Record(ctx context.Context, ev audit.Event) (string, error) {
+func (h *hangupAudit) RecordAll(ctx context.Context, evs []audit.Event) error {
 	<-h.gone
 	if err := ctx.Err(); err != nil {
-		return "", err
+		return err
 	}
-	return h.AuditRecorder.Record(ctx, ev)
+	return h.AuditRecorder.RecordAll(ctx, evs)
 }
 
 // TestAuditSurvivesHangup: a client that hangs up after its write was

@@ -27,6 +27,10 @@ type trail struct {
 	decision    *access.Decision
 	patientBSN  string
 	resources   []string
+	// byPatient splits resources by the patient each is about, for a
+	// search whose results are about several patients: each gets an
+	// event of their own (see notePatientOfResults).
+	byPatient   []patientPart
 	category    string
 	sources     []audit.Source
 	description string
@@ -234,27 +238,57 @@ func patientOf(typ string, terms fhir.Terms) string {
 }
 
 // notePatientOfResults records, for a search that named no BSN (by _id,
-// say), the patient its results are about, so that the patient finds
-// the access in their log as they would a read. Results about several
-// patients leave the event without one: a single-patient AuditEvent
-// cannot name them all.
+// a later page, an organisation's consents, a supervisor's search), the
+// patients its results are about, so that each finds the access in their
+// log as they would a read. Results about one patient make one event
+// about them. Results about several make one event per patient, each
+// naming only that patient's resources, as IHE BALP does for a query
+// about several patients, and one about nobody for the resources about
+// no patient, if any. A patient's own requests and anonymous ones are not
+// split (see notePatient and notePatientInQuery), nor is a read of the
+// log about several patients: an analyst paging through the log would
+// add an event for each one read, and the next reading would find those
+// too. It is one event about nobody, as an export is.
 func notePatientOfResults(c *gin.Context, rs []store.Resource) {
 	t := trailOf(c)
 	if t.patient != nil || t.patientBSN != "" || !t.identified {
 		return
 	}
-	only := ""
+	var (
+		parts []patientPart
+		none  = patientPart{} // the resources about no patient
+		at    = map[string]int{}
+		log   bool
+	)
 	for _, r := range rs {
+		log = log || r.Type == "AuditEvent"
 		bsn := patientOf(r.Type, termsOf(r.Type, r.Body))
-		switch {
-		case bsn == "" || bsn == only:
-		case only == "":
-			only = bsn
-		default:
-			return
+		if bsn == "" {
+			none.resources = append(none.resources, resourceRef(r))
+			continue
 		}
+		i, ok := at[bsn]
+		if !ok {
+			i, at[bsn] = len(parts), len(parts)
+			parts = append(parts, patientPart{bsn: bsn})
+		}
+		parts[i].resources = append(parts[i].resources, resourceRef(r))
 	}
-	t.patientBSN = only
+	switch {
+	case len(parts) == 1:
+		t.patientBSN = parts[0].bsn
+	case len(parts) > 1 && !log:
+		if len(none.resources) > 0 {
+			parts = append(parts, none)
+		}
+		t.byPatient = parts
+	}
+}
+
+// patientPart is the resources of a search about one patient ("" none).
+type patientPart struct {
+	bsn       string
+	resources []string
 }
 
 // notePatientInQuery records a BSN named in search parameters, for the

@@ -454,3 +454,34 @@ func TestCloseIsBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestSplitSearchCountsPatients: a named employee's search about several
+// patients, recorded as one event per patient (Recorder.RecordAll), counts
+// each patient towards the distinct-patients rule.
+func TestSplitSearchCountsPatients(t *testing.T) {
+	rules := detect.Rules{MaxKeys: 100, MaxEvidence: 10}
+	rules.DistinctPatients.Max, rules.DistinctPatients.Window = 2, time.Hour
+	d, err := detect.New(rules, detect.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hits []detect.Hit
+	rec := audit.NewRecorder(mustStore(t), audit.Options{OnRecorded: func(evs []audit.Event) {
+		for i := range evs {
+			hits = append(hits, d.Observe(context.Background(), detect.FromEvent(&evs[i]))...)
+		}
+	}})
+	employee := &audit.Agent{UZINumber: "11111116", CardType: "N", Role: "00.000", URA: "90000002"}
+	var search []audit.Event
+	for _, bsn := range bsns[:3] {
+		search = append(search, audit.Event{Recorded: base, Interaction: "search-type", Status: 200, PatientBSN: bsn,
+			Permit: boolp(true), Agent: employee, Resources: []string{"Consent/" + bsn + "/_history/1"}})
+	}
+	if err := rec.RecordAll(context.Background(), search); err != nil {
+		t.Fatal(err)
+	}
+	rec.Close()
+	if len(hits) != 1 || hits[0].Rule != detect.RuleDistinctPatients || len(hits[0].Evidence) != 3 {
+		t.Fatalf("hits %+v, want one distinct-patients hit with the three events as evidence", hits)
+	}
+}
