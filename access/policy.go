@@ -35,7 +35,8 @@ const (
 	ReadConsent      Action = "read-consent"     // Consent read, vread, search, history
 	ReadAuditOwn     Action = "read-audit-own"   // AuditEvent read and search of one's own accesses
 	ReadAuditAll     Action = "read-audit-all"   // AuditEvent read, search and export of everyone's
-	ReadAlerts       Action = "read-alerts"      // Flag (abuse alert) read and search
+	ReadAlerts       Action = "read-alerts"      // Flag (abuse alert) read, search and history
+	ReviewAlerts     Action = "review-alerts"    // Flag update: its status and period.end only
 )
 
 var actionText = map[Action]string{
@@ -54,13 +55,14 @@ var actionText = map[Action]string{
 	ReadAuditOwn:     "read the log of their own accesses",
 	ReadAuditAll:     "read the whole access log",
 	ReadAlerts:       "read abuse alerts",
+	ReviewAlerts:     "review abuse alerts",
 }
 
 // Actions lists every action in table order.
 func Actions() []Action {
 	return []Action{ReadMetadata, ReadRegistry, ValidateResource, QueryMedication, QueryGPSummary,
 		RegisterIndex, DeregisterIndex, ReadIndex, QueryPIX,
-		RecordConsent, WithdrawConsent, ReadConsent, ReadAuditOwn, ReadAuditAll, ReadAlerts}
+		RecordConsent, WithdrawConsent, ReadConsent, ReadAuditOwn, ReadAuditAll, ReadAlerts, ReviewAlerts}
 }
 
 // Description is the action in words ("query medication").
@@ -265,6 +267,8 @@ func rules(cfg PolicyConfig) []Rule {
 			Reason: "care professionals (Z) may read the log of their own accesses"},
 		Rule{Actions: []Action{ReadAlerts}, Supervisor: true, Permit: true, Scope: ScopeAll,
 			Reason: "configured supervisors may read the abuse alerts"},
+		Rule{Actions: []Action{ReviewAlerts}, Supervisor: true, Permit: true, Scope: ScopeAll,
+			Reason: "configured supervisors may close an abuse alert they reviewed (its status and end only)"},
 
 		// No patient data.
 		Rule{Actions: []Action{ReadRegistry}, Permit: true, Scope: ScopeAll,

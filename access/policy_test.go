@@ -72,7 +72,7 @@ var (
 	organisation = anyIdentity.with(ownOrg, access.RegisterIndex, access.DeregisterIndex, access.ReadIndex,
 		access.RecordConsent, access.WithdrawConsent, access.ReadConsent)
 	sourceSystem = organisation.with(all, access.QueryPIX)
-	supervision  = grants{access.ReadIndex: all, access.QueryPIX: all, access.ReadAuditAll: all, access.ReadAuditOwn: ownEvt, access.ReadAlerts: all}
+	supervision  = grants{access.ReadIndex: all, access.QueryPIX: all, access.ReadAuditAll: all, access.ReadAuditOwn: ownEvt, access.ReadAlerts: all, access.ReviewAlerts: all}
 )
 
 func merge(a, b grants) grants {

@@ -45,7 +45,10 @@ type Resource struct {
 	ConditionalCreate bool
 	ConditionalUpdate bool
 	ConditionalDelete bool
-	Operations        []Operation
+	// UpdateOnly: an update needs the resource to exist (no create by
+	// update, updateCreate false).
+	UpdateOnly bool
+	Operations []Operation
 }
 
 // Has reports whether the type supports interaction i.
@@ -91,8 +94,9 @@ func Table() []Resource {
 		},
 		{
 			Type:          "Flag",
-			Documentation: "Abuse alerts raised by the switching point from the access log, each pointing at the AuditEvents that triggered it. Supervisors only.",
-			Interactions:  []Interaction{Read, SearchType},
+			Documentation: "Abuse alerts raised by the switching point from the access log, each pointing at the AuditEvents that triggered it. Supervisors only: they read them, and close one they reviewed by an update that changes only its status and period.end (the history keeps each version).",
+			Interactions:  []Interaction{Read, VRead, Update, HistoryInstance, SearchType},
+			UpdateOnly:    true,
 		},
 		{
 			Type:          "MedicationDispense",
@@ -185,7 +189,7 @@ func CapabilityStatement(base string, sw Software, published time.Time, supporte
 			Documentation:     r.Documentation,
 			Versioning:        "versioned-update",
 			ReadHistory:       r.Has(VRead),
-			UpdateCreate:      r.Has(Update),
+			UpdateCreate:      r.Has(Update) && !r.UpdateOnly,
 			ConditionalCreate: r.ConditionalCreate,
 			ConditionalUpdate: r.ConditionalUpdate,
 			ConditionalDelete: "not-supported",

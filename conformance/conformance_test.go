@@ -154,7 +154,7 @@ func TestCapabilityStatementFollowsTable(t *testing.T) {
 			if !slices.Equal(codes, want) {
 				t.Errorf("interactions %q, want %q", codes, want)
 			}
-			if r.ReadHistory != row.Has(VRead) || r.UpdateCreate != row.Has(Update) || r.Versioning != "versioned-update" {
+			if r.ReadHistory != row.Has(VRead) || r.UpdateCreate != (row.Has(Update) && !row.UpdateOnly) || r.Versioning != "versioned-update" {
 				t.Errorf("readHistory %v updateCreate %v versioning %q", r.ReadHistory, r.UpdateCreate, r.Versioning)
 			}
 			if r.ConditionalCreate != row.ConditionalCreate || r.ConditionalUpdate != row.ConditionalUpdate {

@@ -275,6 +275,10 @@ func (s *server) update(t string) gin.HandlerFunc {
 			s.fail(c, err)
 			return
 		}
+		if err := s.guardUpdate(c, t, id, res); err != nil {
+			s.fail(c, err)
+			return
+		}
 		s.storeUpdate(c, res, id)
 	}
 }

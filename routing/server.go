@@ -174,7 +174,7 @@ var actions = map[string]struct{ read, create, update, delete access.Action }{
 	"Patient":      {access.ReadIndex, access.RegisterIndex, access.RegisterIndex, access.DeregisterIndex},
 	"Consent":      {access.ReadConsent, access.RecordConsent, access.RecordConsent, access.WithdrawConsent},
 	"AuditEvent":   {read: access.ReadAuditOwn},
-	"Flag":         {read: access.ReadAlerts},
+	"Flag":         {read: access.ReadAlerts, update: access.ReviewAlerts},
 	"Organization": {read: access.ReadRegistry},
 	"Endpoint":     {read: access.ReadRegistry},
 }

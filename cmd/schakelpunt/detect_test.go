@@ -193,6 +193,71 @@ func TestAbuseDetectionEndToEnd(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a supervisor closes an alert", func(t *testing.T) {
+		id := waitFlags(t, supervisor, flags+"no-relationship", 1).Entry[0].Resource.ID
+		url := base + "/Flag/" + id
+		status, body := get(t, supervisor, url)
+		if status != 200 {
+			t.Fatalf("%s: %d %s", url, status, body)
+		}
+		var flag map[string]any
+		if err := json.Unmarshal(body, &flag); err != nil {
+			t.Fatal(err)
+		}
+		delete(flag, "meta")
+		with := func(change func(f map[string]any)) string {
+			b, _ := json.Marshal(flag)
+			var f map[string]any
+			_ = json.Unmarshal(b, &f)
+			change(f)
+			out, _ := json.Marshal(f)
+			return string(out)
+		}
+		closed := with(func(f map[string]any) {
+			f["status"] = "inactive"
+			f["period"].(map[string]any)["end"] = "2026-11-24T09:00:00Z"
+		})
+		for _, tc := range []struct {
+			name, role, id, body string
+			status               int
+			code                 string
+		}{
+			{"a GP may not", "huisarts", id, closed, 403, "forbidden"},
+			{"the evidence stays", "toezichthouder", id, with(func(f map[string]any) {
+				f["status"] = "inactive"
+				f["extension"] = f["extension"].([]any)[:1] // drops the AuditEvent it points at
+			}), 422, "business-rule"},
+			{"the subject stays", "toezichthouder", id, with(func(f map[string]any) {
+				f["subject"].(map[string]any)["identifier"].(map[string]any)["value"] = "11111112"
+			}), 422, "business-rule"},
+			{"no alert is made by an update", "toezichthouder", "made-up", with(func(f map[string]any) { f["id"] = "made-up" }), 404, "not-found"},
+			{"status and end change", "toezichthouder", id, closed, 200, ""},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				status, body := send(t, devClient(t, dir, tc.role), "PUT", base+"/Flag/"+tc.id, tc.body)
+				if status != tc.status || (tc.code != "" && !bytes.Contains(body, []byte(`"code":"`+tc.code+`"`))) {
+					t.Fatalf("%d %s, want %d %s", status, body, tc.status, tc.code)
+				}
+			})
+		}
+		// One new version, found as inactive; the refused updates changed
+		// nothing and made nothing.
+		status, body = get(t, supervisor, url+"/_history")
+		if status != 200 || strings.Count(string(body), `"resourceType":"Flag"`) != 2 {
+			t.Errorf("history: %d %s, want two versions", status, body)
+		}
+		if b := waitFlags(t, supervisor, base+"/Flag?status=inactive", 1); b.Entry[0].Resource.ID != id || len(evidenceOf(t, b.Entry[0].Resource.Extension)) != 1 {
+			t.Errorf("inactive Flags: %+v", b)
+		}
+		if status, _ := get(t, supervisor, base+"/Flag/made-up"); status != 404 {
+			t.Errorf("Flag/made-up: %d, want 404", status)
+		}
+		// The review is on record: who closed which version.
+		status, body = get(t, supervisor, base+"/AuditEvent?subtype=update&outcome=0&agent:identifier=http://fhir.nl/fhir/NamingSystem/uzi-nr-pers|33333331")
+		if status != 200 || !bytes.Contains(body, []byte(`"Flag/`+id+`/_history/2"`)) {
+			t.Errorf("the review's AuditEvent: %d %s", status, body)
+		}
+	})
 }
 
 func evidenceOf(t *testing.T, exts []struct {
