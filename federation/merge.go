@@ -112,7 +112,7 @@ func (e *Engine) check(ctx context.Context, a *answer, en *entry, typ string) ve
 	if subject != "Patient/"+a.target.patientID && subject != base+"/Patient/"+a.target.patientID {
 		return otherPatient
 	}
-	if en.shown, err = fhir.SetMetaSource(ms, base); err != nil {
+	if en.shown, err = fhir.SetMetaSource(en.Resource, ms, base); err != nil {
 		return invalidResource // cannot happen: a validated object
 	}
 	en.at = dateOf(ms, "whenHandedOver")

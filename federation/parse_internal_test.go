@@ -160,3 +160,35 @@ func TestReadAll(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkCheckShape is what check does to a dispense besides
+// validating it: split its members, read its identity and date, and set
+// meta.source.
+//
+//	go test ./federation -run '^$' -bench CheckShape -benchmem
+func BenchmarkCheckShape(b *testing.B) {
+	md, err := os.ReadFile(filepath.Join("..", "profiles", "testdata", "md-valid.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, md); err != nil {
+		b.Fatal(err)
+	}
+	body := compact.Bytes()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		ms, err := fhir.Members(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, _, _, ok := identity(ms); !ok {
+			b.Fatal("no identity")
+		}
+		if _, err := fhir.SetMetaSource(body, ms, "https://bron.example/fhir"); err != nil {
+			b.Fatal(err)
+		}
+		_ = dateOf(ms, "whenHandedOver")
+	}
+}

@@ -312,16 +312,25 @@ func WithMetaSource(raw []byte, source, dateKey string) (out, date []byte, err e
 			date = m.Value
 		}
 	}
-	out, err = SetMetaSource(ms, source)
+	out, err = SetMetaSource(raw, ms, source)
 	return out, date, err
 }
 
-// SetMetaSource writes the object of members ms (from Members) with
+// SetMetaSource writes raw, the object of members ms (Members(raw)), with
 // meta.source set to source, the other meta elements kept in their order.
 // The other members keep their order byte for byte; meta, when absent, is
 // added after resourceType and id. Like WithMeta it only splits meta by
-// byte spans: it runs once for every resource of a federated answer.
-func SetMetaSource(ms []Member, source string) ([]byte, error) {
+// byte spans: it runs once for every resource of a federated answer. A
+// compact object (no white space between its members, no key given
+// twice, none escaped), as sources nearly always send, is copied around
+// its new meta rather than written member by member: the same bytes.
+func SetMetaSource(raw []byte, ms []Member, source string) ([]byte, error) {
+	return setMetaSource(raw, ms, source, true)
+}
+
+// setMetaSource is SetMetaSource; splice false writes every object member
+// by member (tests compare the two).
+func setMetaSource(raw []byte, ms []Member, source string, splice bool) ([]byte, error) {
 	metaAt := slices.IndexFunc(ms, func(m Member) bool { return m.Key == "meta" })
 	var metaMembers []Member
 	if metaAt >= 0 && ms[metaAt].Value[0] == '{' {
@@ -341,14 +350,22 @@ func SetMetaSource(ms []Member, source string) ([]byte, error) {
 	mb.Grow(len(src) + 16)
 	writeObject(&mb, metaMembers)
 	meta := Member{Key: "meta", Value: mb.Bytes()}
+	at := metaAt // where meta goes
+	if at < 0 {
+		at = 0
+		for at < len(ms) && at < 2 && (ms[at].Key == "resourceType" || ms[at].Key == "id") {
+			at++
+		}
+	}
+	if splice {
+		if out, ok := spliceMeta(jsonscan.TrimSpace(raw), ms, meta.Value, at, metaAt >= 0); ok {
+			return out, nil
+		}
+	}
 	out := slices.Clone(ms)
 	if metaAt >= 0 {
 		out[metaAt] = meta
 	} else {
-		at := 0
-		for at < len(out) && at < 2 && (out[at].Key == "resourceType" || out[at].Key == "id") {
-			at++
-		}
 		out = slices.Insert(out, at, meta)
 	}
 	size := 2
@@ -359,6 +376,49 @@ func SetMetaSource(ms []Member, source string) ([]byte, error) {
 	b.Grow(size)
 	writeObject(&b, out)
 	return b.Bytes(), nil
+}
+
+// spliceMeta is SetMetaSource for a compact obj: the members ms written
+// back to back with plain keys, exactly as writeObject writes them, which
+// it knows when obj has no byte more. It puts meta (the value) in place of
+// member at (replace) or before it, and copies the rest around it; ok is
+// false for any other obj.
+func spliceMeta(obj []byte, ms []Member, meta []byte, at int, replace bool) (out []byte, ok bool) {
+	// {m0,m1,...}: member i starts after the brace and, before it, i
+	// members and their commas.
+	size, start := max(len(ms)+1, 2), 0 // the braces and commas; where member at starts
+	for i, m := range ms {
+		if !plainKey(m.Key) {
+			return nil, false
+		}
+		if i == at {
+			start = 1 + size - (len(ms) + 1) + i
+		}
+		size += len(m.Key) + 3 + len(m.Value)
+	}
+	if size != len(obj) {
+		return nil, false
+	}
+	out = make([]byte, 0, len(obj)+len(meta)+len(`,"meta":`))
+	switch {
+	case replace:
+		end := start + len(ms[at].Key) + 3 + len(ms[at].Value)
+		out = append(append(append(out, obj[:start]...), `"meta":`...), meta...)
+		return append(out, obj[end:]...), true
+	case at == 0:
+		out = append(append(append(out, '{'), `"meta":`...), meta...)
+		if len(ms) > 0 {
+			out = append(out, ',')
+		}
+		return append(out, obj[1:]...), true
+	default:
+		p := len(obj) - 1 // after member at-1: before its comma, or the closing brace
+		if at < len(ms) {
+			p = start - 1
+		}
+		out = append(append(append(out, obj[:p]...), `,"meta":`...), meta...)
+		return append(out, obj[p:]...), true
+	}
 }
 
 // writeObject writes members as a JSON object.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -69,6 +70,12 @@ func FuzzWithMetaSource(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	for _, s := range []string{
+		`{}`, `{"id":"x"}`, `{"resourceType":"X"}`, `{"resourceType":"X","id":"y"}`, `{"a":1,"resourceType":"X"}`,
+		`{"meta":{},"a":1}`, `{"a":1,"meta":[],"b":2}`, `{"resourceType":"X","id":"y","meta":{"source":"z"}}`,
+	} {
+		f.Add([]byte(s))
+	}
 	const src = "https://bron.example/fhir/R4"
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		var in map[string]any
@@ -78,6 +85,26 @@ func FuzzWithMetaSource(f *testing.F) {
 		got, date, err := WithMetaSource(raw, src, "whenHandedOver")
 		if err != nil {
 			t.Fatalf("%q: %v", raw, err)
+		}
+		// Copied around meta or written member by member: the same bytes.
+		ms, err := Members(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if written, err := setMetaSource(raw, ms, src, false); err != nil || !bytes.Equal(got, written) {
+			t.Fatalf("input %q\nspliced %s\nwritten %s (%v)", raw, got, written, err)
+		}
+		var compact bytes.Buffer
+		if json.Compact(&compact, raw) == nil {
+			cms, err := Members(compact.Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			spliced, err1 := setMetaSource(compact.Bytes(), cms, src, true)
+			written, err2 := setMetaSource(compact.Bytes(), cms, src, false)
+			if err1 != nil || err2 != nil || !bytes.Equal(spliced, written) {
+				t.Fatalf("compact input %s\nspliced %s\nwritten %s (%v, %v)", compact.Bytes(), spliced, written, err1, err2)
+			}
 		}
 		var out map[string]any
 		if err := json.Unmarshal(got, &out); err != nil {
@@ -107,4 +134,52 @@ func FuzzWithMetaSource(f *testing.F) {
 			t.Fatalf("date %s, want %s (input %q)", date, wantDate, raw)
 		}
 	})
+}
+
+// TestSpliceMeta: a compact object is copied around its new meta, and the
+// bytes are those written member by member; any other object is left to
+// the writer.
+func TestSpliceMeta(t *testing.T) {
+	const src = "https://bron.example/fhir/R4"
+	for _, tc := range []struct {
+		in      string
+		spliced bool
+	}{
+		{`{}`, true},
+		{`{"resourceType":"X"}`, true},
+		{`{"resourceType":"X","id":"y"}`, true},
+		{`{"resourceType":"X","id":"y","status":"completed"}`, true},
+		{`{"status":"completed","resourceType":"X"}`, true},
+		{`{"resourceType":"X","meta":{"profile":["p"]},"id":"a"}`, true},
+		{`{"meta":null}`, true},
+		{`{ "resourceType":"X"}`, false},            // white space
+		{`{"resourceType":"X","a":1,"a":2}`, false}, // a key given twice
+		{`{"resourceType":"X","k\u0041":1}`, false}, // an escaped key
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			raw := []byte(tc.in)
+			ms, err := Members(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			meta := []byte(`{"source":"` + src + `"}`)
+			at := slices.IndexFunc(ms, func(m Member) bool { return m.Key == "meta" })
+			replace := at >= 0
+			if !replace {
+				at = 0
+				for at < len(ms) && at < 2 && (ms[at].Key == "resourceType" || ms[at].Key == "id") {
+					at++
+				}
+			}
+			_, ok := spliceMeta(raw, ms, meta, at, replace)
+			if ok != tc.spliced {
+				t.Fatalf("spliced %v, want %v", ok, tc.spliced)
+			}
+			got, err1 := setMetaSource(raw, ms, src, true)
+			want, err2 := setMetaSource(raw, ms, src, false)
+			if err1 != nil || err2 != nil || !bytes.Equal(got, want) {
+				t.Errorf("spliced %s\nwritten %s (%v, %v)", got, want, err1, err2)
+			}
+		})
+	}
 }
