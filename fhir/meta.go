@@ -144,10 +144,13 @@ func unique(ms []Member) []Member {
 // then (Members, Elements, StringValue, a decoder), or checks the whole
 // with json.Valid first.
 func splitObject(obj []byte) ([]Member, error) {
-	ms := make([]Member, 0, 16)
+	// Gathered on the stack, returned at their count: most objects are
+	// small (a reference, a coding, meta).
+	var at [16]Member
+	ms := at[:0]
 	i := jsonscan.SkipSpace(obj, 1)
 	if i < len(obj) && obj[i] == '}' {
-		return ms, trailing(obj, i+1)
+		return []Member{}, trailing(obj, i+1)
 	}
 	for {
 		if i >= len(obj) || obj[i] != '"' {
@@ -175,7 +178,7 @@ func splitObject(obj []byte) ([]Member, error) {
 		if i, done, err = afterValue(obj, vend, '}'); err != nil {
 			return nil, err
 		} else if done {
-			return ms, nil
+			return slices.Clone(ms), nil
 		}
 	}
 }
