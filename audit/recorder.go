@@ -62,8 +62,11 @@ type Recorder struct {
 	lingerAbove int
 	lingering   atomic.Bool // a batch is waiting (tests)
 
-	// head is the chain head as this recorder last wrote it; reloaded
-	// after a conflict or a failure (only the run goroutine touches it).
+	// cmu is held by whoever commits a batch: the run goroutine, or a
+	// Record that found nothing queued and no batch being written. head
+	// is the chain head as this recorder last wrote it, reloaded after a
+	// conflict or a failure; it and events are touched only under cmu.
+	cmu       sync.Mutex
 	head      store.ChainHead
 	headKnown bool
 
@@ -190,6 +193,18 @@ func (r *Recorder) RecordAll(ctx context.Context, evs []Event) error {
 		r.mu.RUnlock()
 		return unavailable(ErrClosed)
 	}
+	if len(r.queue) == 0 && r.expected.Load() <= int64(r.lingerAbove) && r.cmu.TryLock() {
+		// Nothing to group with, and no batch being written: commit
+		// here, sparing the hand-offs to the writer goroutine and back.
+		// Close waits for this (r.mu).
+		r.commit([]*pending{p})
+		r.cmu.Unlock()
+		r.mu.RUnlock()
+		if err := <-p.reply; err != nil {
+			return unavailable(err)
+		}
+		return nil
+	}
 	select {
 	case r.queue <- p:
 	case <-ctx.Done():
@@ -254,7 +269,9 @@ func (r *Recorder) run() {
 		if !stopping {
 			batch = r.lingerFor(batch)
 		}
+		r.cmu.Lock()
 		r.commit(batch)
+		r.cmu.Unlock()
 		clear(batch)
 		if stopping {
 			for len(r.queue) > 0 {
@@ -262,7 +279,9 @@ func (r *Recorder) run() {
 				for len(batch) < r.maxBatch && len(r.queue) > 0 {
 					batch = append(batch, <-r.queue)
 				}
+				r.cmu.Lock()
 				r.commit(batch)
+				r.cmu.Unlock()
 				clear(batch)
 			}
 			return

@@ -102,7 +102,9 @@ type Store struct {
 	path string
 	now  func() time.Time
 
-	// Writer side: one connection, owned by the writer goroutine.
+	// Writer side: one connection, used by whoever holds wmu: the writer
+	// goroutine for a batch, or a caller that found it idle (do).
+	wmu     sync.Mutex
 	wdb     *sql.DB
 	wconn   *sql.Conn
 	wst     writeStmts
