@@ -117,7 +117,7 @@ func (c *cursor) key() ([]byte, error) {
 	}
 	raw := c.b[c.i:end]
 	c.i = end
-	if plain && !hasControl(raw) {
+	if plain {
 		return raw[1 : len(raw)-1], nil
 	}
 	k, ok := fhir.StringValue(raw)
@@ -125,15 +125,6 @@ func (c *cursor) key() ([]byte, error) {
 		return nil, errSyntax
 	}
 	return []byte(k), nil
-}
-
-func hasControl(s []byte) bool {
-	for _, b := range s {
-		if b < 0x20 {
-			return true
-		}
-	}
-	return false
 }
 
 // array reads an array, calling element with i at each element, which

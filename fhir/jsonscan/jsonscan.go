@@ -86,9 +86,13 @@ func Value(b []byte, i int) int {
 }
 
 // special marks the bytes that end the plain run of a string's content:
-// the closing quote, an escape, and the bytes of non-ASCII UTF-8.
+// the closing quote, an escape, the bytes of non-ASCII UTF-8, and control
+// characters, which JSON does not allow there unescaped.
 var special = func() (t [256]bool) {
 	t['"'], t['\\'] = true, true
+	for c := range 0x20 {
+		t[c] = true
+	}
 	for c := 0x80; c < 0x100; c++ {
 		t[c] = true
 	}
@@ -97,7 +101,7 @@ var special = func() (t [256]bool) {
 
 // Key is String for short strings such as member names, where a byte
 // loop beats bytes.IndexByte's setup, and also says whether the content
-// is plain ASCII without escapes: its own value.
+// is plain printable ASCII without escapes: its own value.
 func Key(b []byte, i int) (end int, plain bool) {
 	plain = true
 	i++

@@ -51,6 +51,7 @@ func TestKey(t *testing.T) {
 		plain bool
 	}{
 		{`"status":`, true}, {`"a\"b":`, false}, {`"\u00e9":`, false}, {`"é":`, false}, {`"unterminated`, true}, {`"":`, true},
+		{"\"tab\there\":", false}, {"\"nl\n\":", false},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			b := []byte(tc.in)
