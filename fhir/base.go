@@ -2,7 +2,6 @@ package fhir
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"math"
 	"slices"
 	"strconv"
@@ -74,16 +73,19 @@ func (c *Codec) ValidateSome(body []byte, wantType string, keep func(resourceTyp
 }
 
 func validateBase(body []byte, wantType string, rules baseRules, keep func(resourceType, key string) bool) (*Resource, error) {
-	doc, ok := decodeFast(body)
+	d := getDecoder()
+	defer d.release()
+	doc, ok := d.decodeFast(body)
 	if !ok {
 		m, err := decodeObject(body)
 		if err != nil {
 			return nil, err
 		}
-		doc = fromAny(m).(*jsonObject)
+		d.reset()
+		doc = d.fromAny(m)
 	}
-	rtv, _ := doc.get("resourceType")
-	rt, _ := rtv.(string)
+	rtv, _ := d.get(doc, "resourceType")
+	rt := rtv.str()
 	if err := checkResourceType(rt, wantType); err != nil {
 		return nil, err
 	}
@@ -96,7 +98,7 @@ func validateBase(body []byte, wantType string, rules baseRules, keep func(resou
 		return nil, Errorf(KindInvalid, "value", "unknown resource type").At("resourceType")
 	}
 	w := walkers.Get().(*walker)
-	w.t, w.rules, w.root = t, rules, rt
+	w.t, w.d, w.rules, w.root = t, d, rules, rt
 	// encoding/json made each bad byte U+FFFD: the strings with one are
 	// reported where they are (a key with one is no element). Like
 	// google/fhir, the walk does not see a duplicate key's earlier value.
@@ -114,12 +116,13 @@ func validateBase(body []byte, wantType string, rules baseRules, keep func(resou
 	if out != nil {
 		return nil, out
 	}
-	idv, _ := doc.get("id")
-	id, _ := idv.(string)
-	m := make(map[string]any, len(doc.members))
-	for _, p := range doc.members {
+	idv, _ := d.get(doc, "id")
+	id := idv.str()
+	members := d.members(doc)
+	m := make(map[string]any, len(members))
+	for _, p := range members {
 		if keep == nil || p.k == "resourceType" || keep(rt, p.k) {
-			m[p.k] = toAny(p.v)
+			m[p.k] = d.toAny(p.v)
 		}
 	}
 	return &Resource{Type: rt, ID: id, Raw: body, Doc: m}, nil
@@ -129,6 +132,7 @@ var walkers = sync.Pool{New: func() any { return &walker{} }}
 
 type walker struct {
 	t       *baseTable
+	d       *jsonDecoder // holds the tree walked
 	rules   baseRules
 	root    string
 	badUTF8 bool // the body is not UTF-8
@@ -145,7 +149,7 @@ type walker struct {
 }
 
 func (w *walker) reset() {
-	w.t, w.root, w.path, w.items, w.quiet, w.refNorm, w.badUTF8 = nil, "", w.path[:0], w.items[:0], 0, false, false
+	w.t, w.d, w.root, w.path, w.items, w.quiet, w.refNorm, w.badUTF8 = nil, nil, "", w.path[:0], w.items[:0], 0, false, false
 	w.invalid, w.unprocessable = w.invalid[:0], w.unprocessable[:0]
 }
 
@@ -162,7 +166,7 @@ type pathSeg struct {
 type item struct {
 	fk   fieldKey
 	key  string
-	val  any
+	val  jval
 	done bool
 }
 
@@ -231,7 +235,7 @@ func (t *btype) lookup(k string) (fieldKey, bool) {
 // object walks the JSON objects that make up one message of type t
 // (usually one; more when case variants of a key name the same repeated
 // field and their elements merge). dots is the depth google/fhir counts.
-func (w *walker) object(t *btype, obj *jsonObject, more []*jsonObject, dots int, resource bool) {
+func (w *walker) object(t *btype, obj jval, more []jval, dots int, resource bool) {
 	if dots > maxNestingDepth {
 		w.readError("value", "element exceeds the maximum nesting depth of "+strconv.Itoa(maxNestingDepth))
 		return
@@ -283,8 +287,8 @@ func (w *walker) object(t *btype, obj *jsonObject, more []*jsonObject, dots int,
 	}
 }
 
-func (w *walker) collect(t *btype, obj *jsonObject, resource bool) {
-	for _, p := range obj.members {
+func (w *walker) collect(t *btype, obj jval, resource bool) {
+	for _, p := range w.d.members(obj) {
 		k, v := p.k, p.v
 		if resource && k == "resourceType" {
 			continue
@@ -367,7 +371,7 @@ func (w *walker) single(ft *bfield, group []item, dots int) {
 		return
 	}
 	if t.kind == kPrimitive {
-		var value any
+		var value jval
 		valued := false
 		for i, it := range group {
 			if i > 0 {
@@ -386,16 +390,15 @@ func (w *walker) single(ft *bfield, group []item, dots int) {
 // repeated reads a field that holds an array (and its _extension array, or
 // case variants, merged element by element).
 func (w *walker) repeated(ft *bfield, group []item, dots int) bool {
-	var arrays [4][]any
+	var arrays [4][]jval
 	lists := arrays[:0]
 	for _, it := range group {
-		a, ok := it.val.([]any)
-		if !ok {
+		if it.val.kind != jArray {
 			w.path[len(w.path)-1].key = it.key
 			w.readError("value", "expected an array")
 			return true
 		}
-		lists = append(lists, a)
+		lists = append(lists, w.d.elems(it.val))
 	}
 	n := len(lists[0])
 	present := false
@@ -422,14 +425,14 @@ func (w *walker) repeated(ft *bfield, group []item, dots int) bool {
 }
 
 // primitiveElement reads index i of the arrays of a primitive element.
-func (w *walker) primitiveElement(t *btype, group []item, lists [][]any, i, dots int) {
-	var value any
+func (w *walker) primitiveElement(t *btype, group []item, lists [][]jval, i, dots int) {
+	var value jval
 	valued := false
 	keyAt := len(w.path) - 2
 	for k, a := range lists {
 		w.path[keyAt].key = group[k].key
 		v := a[i]
-		if v == nil && !w.google() && w.pairedValue(lists, k, i) {
+		if v.kind == jNull && !w.google() && w.pairedValue(lists, k, i) {
 			continue
 		}
 		if got, ok := w.primitive(t, v, dots); ok {
@@ -442,9 +445,9 @@ func (w *walker) primitiveElement(t *btype, group []item, lists [][]any, i, dots
 
 // pairedValue reports whether another of the arrays has a non-null value
 // at index i.
-func (w *walker) pairedValue(lists [][]any, k, i int) bool {
+func (w *walker) pairedValue(lists [][]jval, k, i int) bool {
 	for j, a := range lists {
-		if j != k && a[i] != nil {
+		if j != k && a[i].kind != jNull {
 			return true
 		}
 	}
@@ -453,15 +456,14 @@ func (w *walker) pairedValue(lists [][]any, k, i int) bool {
 
 // mergedElement reads index i of several arrays of a complex element
 // (case variants of its key): their objects merge into one.
-func (w *walker) mergedElement(ft *bfield, t *btype, group []item, lists [][]any, i, dots int) {
-	objs := make([]*jsonObject, 0, len(lists))
+func (w *walker) mergedElement(ft *bfield, t *btype, group []item, lists [][]jval, i, dots int) {
+	objs := make([]jval, 0, len(lists))
 	for _, a := range lists {
-		o, ok := a[i].(*jsonObject)
-		if !ok {
+		if a[i].kind != jObject {
 			w.readError("value", "expected a JSON object")
 			return
 		}
-		objs = append(objs, o)
+		objs = append(objs, a[i])
 	}
 	if t.kind != kComplex && t.kind != kReference {
 		w.element(ft, t, group[0].key, objs[0], dots)
@@ -471,9 +473,8 @@ func (w *walker) mergedElement(ft *bfield, t *btype, group []item, lists [][]any
 }
 
 // element reads one value of a complex, reference or resource type.
-func (w *walker) element(ft *bfield, t *btype, key string, v any, dots int) {
-	obj, ok := v.(*jsonObject)
-	if !ok {
+func (w *walker) element(ft *bfield, t *btype, key string, obj jval, dots int) {
+	if obj.kind != jObject {
 		w.readError("value", "expected a JSON object")
 		return
 	}
@@ -496,13 +497,13 @@ func (w *walker) element(ft *bfield, t *btype, key string, v any, dots int) {
 }
 
 // resource reads a contained resource or a Bundle entry's resource.
-func (w *walker) resource(t *btype, obj *jsonObject, dots int) {
-	rtv, ok := obj.get("resourceType")
+func (w *walker) resource(t *btype, obj jval, dots int) {
+	rtv, ok := w.d.get(obj, "resourceType")
 	if !ok {
 		w.readError("value", `missing required element "resourceType"`)
 		return
 	}
-	rt, ok := rtv.(string)
+	rt, ok := rtv.s, rtv.kind == jString
 	typ := t.resources[rt]
 	if typ == nil {
 		w.push("resourceType")
@@ -522,11 +523,11 @@ func (w *walker) resource(t *btype, obj *jsonObject, dots int) {
 // (dropping the reference string and its extensions, which its validation
 // pass then never sees, and checking the version as an id); the type must
 // be one the element allows.
-func (w *walker) reference(ft *bfield, t *btype, obj *jsonObject, dots int) {
+func (w *walker) reference(ft *bfield, t *btype, obj jval, dots int) {
 	var set *bfield
 	var setKey string
 	single := true
-	for _, p := range obj.members {
+	for _, p := range w.d.members(obj) {
 		k := p.k
 		fk, ok := t.lookup(k)
 		if !ok {
@@ -546,8 +547,8 @@ func (w *walker) reference(ft *bfield, t *btype, obj *jsonObject, dots int) {
 	if set != nil && single {
 		refType = t.refOneof[set]
 		if set == t.refURI {
-			v, _ := obj.get(setKey)
-			s, _ := v.(string)
+			v, _ := w.d.get(obj, setKey)
+			s := v.str()
 			if strings.HasPrefix(s, "#") {
 				fragment, w.refNorm = s[1:], true
 			} else if typ, hist, ok := relativeType(s); ok && (w.t.r4Ref[typ] || w.t.stu3Only[typ]) {
@@ -598,25 +599,25 @@ func relativeType(s string) (typ, history string, ok bool) {
 
 // primitive reads one JSON value of a primitive type and returns its value
 // (false when it has none: an object of id and extensions, or an error).
-func (w *walker) primitive(t *btype, v any, dots int) (any, bool) {
-	switch x := v.(type) {
-	case *jsonObject:
-		w.object(t, x, nil, dots, false)
+func (w *walker) primitive(t *btype, v jval, dots int) (jval, bool) {
+	switch v.kind {
+	case jObject:
+		w.object(t, v, nil, dots, false)
 		if t.noExtension {
 			// google/fhir fails to mark it as having no value.
 			w.readError("value", "expected "+primName(t.prim))
 		}
-		return nil, false
-	case []any:
+		return jval{}, false
+	case jArray:
 		w.readError("value", "expected a primitive value, not an array")
-		return nil, false
-	case nil:
+		return jval{}, false
+	case jNull:
 		w.readError("value", "expected "+primName(t.prim)+", not null")
-		return nil, false
+		return jval{}, false
 	}
 	if msg := w.readPrimitive(t, v); msg != "" {
 		w.readError("value", msg)
-		return nil, false
+		return jval{}, false
 	}
 	return v, true
 }
@@ -661,32 +662,32 @@ func primName(p primKind) string {
 
 // readPrimitive checks a JSON string, number or boolean as google/fhir's
 // parsePrimitiveType does, and returns what is wrong ("" for nothing).
-func (w *walker) readPrimitive(t *btype, v any) string {
-	s, isString := v.(string)
+func (w *walker) readPrimitive(t *btype, v jval) string {
+	s, isString := v.s, v.kind == jString
 	if isString && w.badUTF8 && strings.ContainsRune(s, utf8.RuneError) {
 		return "expected UTF-8 encoding"
 	}
 	switch t.prim {
 	case pBoolean:
-		if _, ok := v.(bool); ok {
+		if v.kind == jTrue || v.kind == jFalse {
 			return ""
 		}
 		return "expected a boolean"
 	case pDecimal:
-		if _, ok := v.(json.Number); ok {
+		if v.kind == jNumber {
 			return ""
 		}
 		return "expected a decimal"
 	case pInteger:
-		if n, ok := v.(json.Number); ok && !strings.ContainsAny(string(n), ".eE") {
+		if n, ok := v.s, v.kind == jNumber; ok && !strings.ContainsAny(n, ".eE") {
 			if _, err := strconv.ParseInt(string(n), 10, 32); err == nil {
 				return ""
 			}
 		}
 		return "expected an integer"
 	case pPositiveInt, pUnsignedInt:
-		n, ok := v.(json.Number)
-		if !ok || !unsignedDigits(string(n), t.prim == pPositiveInt) {
+		n, ok := v.s, v.kind == jNumber
+		if !ok || !unsignedDigits(n, t.prim == pPositiveInt) {
 			return "expected " + primName(t.prim)
 		}
 		if _, err := strconv.ParseUint(string(n), 10, 32); err != nil {
@@ -774,12 +775,12 @@ func (t *btype) enumCode(s string) bool {
 
 // checkValue runs google/fhir's validation pass on a primitive's value.
 // valued is false for a primitive given only as extensions.
-func (w *walker) checkValue(t *btype, v any, valued bool) {
+func (w *walker) checkValue(t *btype, v jval, valued bool) {
 	if !w.checking() {
 		return
 	}
 	if t.valueRequired {
-		if s, _ := v.(string); s == "" {
+		if v.str() == "" {
 			w.validationError("required", "missing required value")
 			return
 		}
@@ -791,7 +792,7 @@ func (w *walker) checkValue(t *btype, v any, valued bool) {
 		// google/fhir checks the empty value of a primitive without one.
 		switch t.prim {
 		case pString, pURI:
-			v = ""
+			v = jval{kind: jString}
 		case pCode, pID, pOid, pUUID:
 			w.validationError("invalid", "invalid "+primName(t.prim)+" format")
 			return
@@ -801,34 +802,34 @@ func (w *walker) checkValue(t *btype, v any, valued bool) {
 	}
 	switch t.prim {
 	case pString:
-		s, _ := v.(string)
+		s := v.str()
 		if len(s) > maxStringSize {
 			w.validationError("invalid", "string exceeds the maximum size of 1 MiB")
 		} else if !validChars(s) {
 			w.validationError("invalid", "string contains invalid characters")
 		}
 	case pCode:
-		if s, _ := v.(string); !validCode(s) {
+		if s := v.str(); !validCode(s) {
 			w.validationError("invalid", "invalid code format")
 		}
 	case pID:
-		if s, _ := v.(string); !validID(s) {
+		if s := v.str(); !validID(s) {
 			w.validationError("invalid", "invalid id format")
 		}
 	case pOid:
-		if s, _ := v.(string); !w.t.oidRE.MatchString(s) {
+		if s := v.str(); !w.t.oidRE.MatchString(s) {
 			w.validationError("invalid", "invalid oid format")
 		}
 	case pUUID:
-		if s, _ := v.(string); !w.t.uuidRE.MatchString(s) {
+		if s := v.str(); !w.t.uuidRE.MatchString(s) {
 			w.validationError("invalid", "invalid uuid format")
 		}
 	case pURI:
-		if s, _ := v.(string); !validURI(s) {
+		if s := v.str(); !validURI(s) {
 			w.validationError("invalid", "invalid uri")
 		}
 	case pPositiveInt, pUnsignedInt:
-		if n, _ := v.(json.Number); len(n) >= 10 {
+		if n := v.num(); len(n) >= 10 {
 			if u, err := strconv.ParseUint(string(n), 10, 32); err == nil && u > math.MaxInt32 {
 				w.validationError("invalid", primName(t.prim)+" out of range (at most 2,147,483,647)")
 			}

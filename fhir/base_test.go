@@ -247,7 +247,7 @@ func TestDecodeFast(t *testing.T) {
 }
 
 // manyKeys is an object of n members whose keys repeat (k0 to k{n/2-1},
-// twice), large enough for uniqueMembers to index them with a map.
+// twice), large enough for appendUnique to index them with a map.
 func manyKeys(n int) string {
 	var b strings.Builder
 	b.WriteByte('{')
@@ -262,22 +262,22 @@ func manyKeys(n int) string {
 }
 
 // repeatedKey returns a key that an object within v holds twice, or "".
-func repeatedKey(v any) string {
-	switch x := v.(type) {
-	case *jsonObject:
+func repeatedKey(d *jsonDecoder, v jval) string {
+	switch v.kind {
+	case jObject:
 		seen := map[string]bool{}
-		for _, p := range x.members {
+		for _, p := range d.members(v) {
 			if seen[p.k] {
 				return p.k
 			}
 			seen[p.k] = true
-			if k := repeatedKey(p.v); k != "" {
+			if k := repeatedKey(d, p.v); k != "" {
 				return k
 			}
 		}
-	case []any:
-		for _, e := range x {
-			if k := repeatedKey(e); k != "" {
+	case jArray:
+		for _, e := range d.elems(v) {
+			if k := repeatedKey(d, e); k != "" {
 				return k
 			}
 		}
@@ -287,7 +287,9 @@ func repeatedKey(v any) string {
 
 func checkDecodeFast(t *testing.T, body []byte) {
 	t.Helper()
-	fast, ok := decodeFast(body)
+	d := getDecoder()
+	defer d.release()
+	fast, ok := d.decodeFast(body)
 	slow, err := decodeObject(body)
 	if !ok {
 		return // declined: Validate uses decodeObject
@@ -295,13 +297,14 @@ func checkDecodeFast(t *testing.T, body []byte) {
 	if err != nil {
 		t.Fatalf("decodeFast took %q, which encoding/json refuses: %v", body, err)
 	}
-	if got := toAny(fast); !reflect.DeepEqual(got, slow) {
+	if got := d.toAny(fast); !reflect.DeepEqual(got, slow) {
 		t.Fatalf("decodeFast(%q) = %v, encoding/json: %v", body, got, slow)
 	}
-	if k := repeatedKey(fast); k != "" {
+	if k := repeatedKey(d, fast); k != "" {
 		t.Fatalf("decodeFast(%q) holds key %q twice in one object", body, k)
 	}
-	if again := fromAny(slow); !reflect.DeepEqual(toAny(again), slow) {
+	d.reset()
+	if again := d.fromAny(slow); !reflect.DeepEqual(d.toAny(again), slow) {
 		t.Fatalf("fromAny(%v) does not turn back into it", slow)
 	}
 }

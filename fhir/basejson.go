@@ -10,55 +10,145 @@ import (
 	"unicode/utf8"
 )
 
-// decodeFast decodes a JSON object into the tree the base walk reads: a
-// *jsonObject for each object, []any for arrays, string, bool, nil and
-// json.Number for numbers. It holds what decodeObject's maps would hold
-// (toAny makes them), without building maps: keys, numbers and strings
-// without escapes are substrings of one copy of body, and members and
-// slices are made at their final size. It reports false for anything it does not
-// decode exactly as encoding/json would (invalid JSON, invalid UTF-8, a
-// value other than an object, nesting beyond encoding/json's limit): the
-// caller then uses decodeObject, for its verdict and its message.
-func decodeFast(body []byte) (*jsonObject, bool) {
-	s := string(body)
-	if !utf8.ValidString(s) {
-		return nil, false
+// jkind is the JSON type of a decoded value; the zero value is null.
+type jkind uint8
+
+const (
+	jNull jkind = iota
+	jFalse
+	jTrue
+	jNumber
+	jString
+	jObject
+	jArray
+)
+
+// jval is one decoded JSON value, unboxed: s holds a string's value or a
+// number's text; an object's members are the decoder's pairs[at:at+n], an
+// array's elements its vals[at:at+n]. Decoding boxes nothing into an
+// interface: only the members kept in a Resource's Doc are (by toAny).
+type jval struct {
+	s     string
+	at, n int
+	kind  jkind
+}
+
+// str returns a string's value, "" for anything else (as v.(string) did).
+func (v jval) str() string {
+	if v.kind == jString {
+		return v.s
 	}
-	d := decoders.Get().(*jsonDecoder)
-	defer decoders.Put(d)
-	d.s, d.i = s, 0
-	defer func() { d.s = "" }()
-	d.space()
-	if d.i >= len(s) || s[d.i] != '{' {
-		return nil, false
+	return ""
+}
+
+// num returns a number's text, "" for anything else.
+func (v jval) num() json.Number {
+	if v.kind == jNumber {
+		return json.Number(v.s)
 	}
-	v, ok := d.value(0)
-	if !ok {
-		return nil, false
-	}
-	d.space()
-	if d.i != len(s) {
-		return nil, false
-	}
-	return v.(*jsonObject), true
+	return ""
+}
+
+// jsonPair is one member of a decoded object.
+type jsonPair struct {
+	k string
+	v jval
+}
+
+// jsonDecoder decodes JSON objects into the tree the base walk reads, held
+// in two slabs (pairs, vals) that are reused through the decoders pool: a
+// document's tree costs no allocation once the slabs have grown to its
+// size. The tree is valid until release.
+type jsonDecoder struct {
+	s      string
+	i      int
+	pairs  []jsonPair // the members of the objects read, each object's together
+	vals   []jval     // the elements of the arrays read, each array's together
+	pstack []jsonPair // the members of the objects being read
+	vstack []jval     // the elements of the arrays being read
 }
 
 var decoders = sync.Pool{New: func() any { return &jsonDecoder{} }}
 
+// getDecoder returns a decoder from the pool; release returns it.
+func getDecoder() *jsonDecoder { return decoders.Get().(*jsonDecoder) }
+
+// release forgets the tree (and the body its strings share) and returns d
+// to the pool; slabs grown beyond maxPooledValues are dropped.
+func (d *jsonDecoder) release() {
+	d.reset()
+	if cap(d.pairs) > maxPooledValues {
+		d.pairs = nil
+	}
+	if cap(d.vals) > maxPooledValues {
+		d.vals = nil
+	}
+	decoders.Put(d)
+}
+
+// maxPooledValues bounds the slabs a pooled decoder keeps.
+const maxPooledValues = 1 << 14
+
+// reset empties d. It clears what the slabs held, so that the pool keeps no
+// body alive; the stacks are cleared as they shrink.
+func (d *jsonDecoder) reset() {
+	clear(d.pairs)
+	clear(d.vals)
+	clear(d.pstack)
+	clear(d.vstack)
+	d.s, d.i = "", 0
+	d.pairs, d.vals, d.pstack, d.vstack = d.pairs[:0], d.vals[:0], d.pstack[:0], d.vstack[:0]
+}
+
+// members returns the members of object v.
+func (d *jsonDecoder) members(v jval) []jsonPair { return d.pairs[v.at : v.at+v.n] }
+
+// elems returns the elements of array v.
+func (d *jsonDecoder) elems(v jval) []jval { return d.vals[v.at : v.at+v.n] }
+
+// get returns the value of key k of object v.
+func (d *jsonDecoder) get(v jval, k string) (jval, bool) {
+	for _, p := range d.members(v) {
+		if p.k == k {
+			return p.v, true
+		}
+	}
+	return jval{}, false
+}
+
+// decodeFast decodes a JSON object into d: an object's members in the
+// order given, each key once (a key given more than once has its last
+// value, at the place it was first given, as in the map encoding/json would
+// make). It holds what decodeObject's maps would hold (toAny makes them),
+// without building maps: keys, numbers and strings without escapes are
+// substrings of one copy of body. It reports false for anything it does not
+// decode exactly as encoding/json would (invalid JSON, invalid UTF-8, a
+// value other than an object, nesting beyond encoding/json's limit): the
+// caller then resets d and uses decodeObject, for its verdict and its
+// message.
+func (d *jsonDecoder) decodeFast(body []byte) (jval, bool) {
+	s := string(body)
+	if !utf8.ValidString(s) {
+		return jval{}, false
+	}
+	d.s, d.i = s, 0
+	d.space()
+	if d.i >= len(s) || s[d.i] != '{' {
+		return jval{}, false
+	}
+	v, ok := d.value(0)
+	if !ok {
+		return jval{}, false
+	}
+	d.space()
+	if d.i != len(s) {
+		return jval{}, false
+	}
+	return v, true
+}
+
 // jsonMaxDepth is encoding/json's limit on nesting.
 const jsonMaxDepth = 10000
-
-type jsonDecoder struct {
-	s     string
-	i     int
-	pairs []jsonPair // the members of the objects being read
-	items []any      // the elements of the arrays being read
-}
-
-type jsonPair struct {
-	k string
-	v any
-}
 
 func (d *jsonDecoder) space() {
 	for d.i < len(d.s) {
@@ -71,9 +161,9 @@ func (d *jsonDecoder) space() {
 	}
 }
 
-func (d *jsonDecoder) value(depth int) (any, bool) {
+func (d *jsonDecoder) value(depth int) (jval, bool) {
 	if d.i >= len(d.s) {
-		return nil, false
+		return jval{}, false
 	}
 	switch c := d.s[d.i]; {
 	case c == '{':
@@ -82,17 +172,17 @@ func (d *jsonDecoder) value(depth int) (any, bool) {
 		return d.array(depth + 1)
 	case c == '"':
 		s, ok := d.str()
-		return s, ok
+		return jval{kind: jString, s: s}, ok
 	case c == 't':
-		return true, d.literal("true")
+		return jval{kind: jTrue}, d.literal("true")
 	case c == 'f':
-		return false, d.literal("false")
+		return jval{kind: jFalse}, d.literal("false")
 	case c == 'n':
-		return nil, d.literal("null")
+		return jval{}, d.literal("null")
 	case c == '-' || c >= '0' && c <= '9':
 		return d.number()
 	}
-	return nil, false
+	return jval{}, false
 }
 
 func (d *jsonDecoder) literal(lit string) bool {
@@ -103,73 +193,59 @@ func (d *jsonDecoder) literal(lit string) bool {
 	return true
 }
 
-func (d *jsonDecoder) object(depth int) (any, bool) {
+func (d *jsonDecoder) object(depth int) (jval, bool) {
 	if depth > jsonMaxDepth {
-		return nil, false
+		return jval{}, false
 	}
 	d.i++ // {
-	base := len(d.pairs)
 	d.space()
 	if d.i < len(d.s) && d.s[d.i] == '}' {
 		d.i++
-		return &jsonObject{}, true
+		return jval{kind: jObject, at: len(d.pairs)}, true
 	}
+	base := len(d.pstack)
 	for {
 		d.space()
 		if d.i >= len(d.s) || d.s[d.i] != '"' {
-			return nil, false
+			return jval{}, false
 		}
 		k, ok := d.str()
 		if !ok {
-			return nil, false
+			return jval{}, false
 		}
 		d.space()
 		if d.i >= len(d.s) || d.s[d.i] != ':' {
-			return nil, false
+			return jval{}, false
 		}
 		d.i++
 		d.space()
 		v, ok := d.value(depth)
 		if !ok {
-			return nil, false
+			return jval{}, false
 		}
-		d.pairs = append(d.pairs, jsonPair{k, v})
+		d.pstack = append(d.pstack, jsonPair{k, v})
 		if more, ok := d.next('}'); !ok {
-			return nil, false
+			return jval{}, false
 		} else if !more {
 			break
 		}
 	}
-	o := &jsonObject{members: uniqueMembers(d.pairs[base:])}
-	clear(d.pairs[base:])
-	d.pairs = d.pairs[:base]
-	return o, true
+	at := len(d.pairs)
+	d.pairs = appendUnique(d.pairs, d.pstack[base:])
+	clear(d.pstack[base:])
+	d.pstack = d.pstack[:base]
+	return jval{kind: jObject, at: at, n: len(d.pairs) - at}, true
 }
 
-// jsonObject is a decoded JSON object: its members in the order given,
-// each key once. A key given more than once has its last value, at the
-// place it was first given, as in the map encoding/json would make.
-type jsonObject struct{ members []jsonPair }
-
-// get returns the value of key k.
-func (o *jsonObject) get(k string) (any, bool) {
-	for _, p := range o.members {
-		if p.k == k {
-			return p.v, true
-		}
-	}
-	return nil, false
-}
-
-// uniqueMembers copies ps, each key once with its last value: unique's
-// rule for Members, written for the decoder's pairs (one generic function
-// for both made base validation 4 % slower).
-func uniqueMembers(ps []jsonPair) []jsonPair {
-	out := make([]jsonPair, 0, len(ps))
+// appendUnique appends ps to out, each key once with its last value:
+// unique's rule for Members, written for the decoder's pairs (one generic
+// function for both made base validation 4 % slower).
+func appendUnique(out, ps []jsonPair) []jsonPair {
+	at := len(out)
 	if len(ps) <= 32 {
 	next:
 		for _, p := range ps {
-			for i := range out {
+			for i := at; i < len(out); i++ {
 				if out[i].k == p.k {
 					out[i].v = p.v
 					continue next
@@ -179,87 +255,110 @@ func uniqueMembers(ps []jsonPair) []jsonPair {
 		}
 		return out
 	}
-	at := make(map[string]int, len(ps))
+	index := make(map[string]int, len(ps))
 	for _, p := range ps {
-		if i, ok := at[p.k]; ok {
+		if i, ok := index[p.k]; ok {
 			out[i].v = p.v
 			continue
 		}
-		at[p.k] = len(out)
+		index[p.k] = len(out)
 		out = append(out, p)
 	}
 	return out
 }
 
 // toAny turns a decoded value into what encoding/json decodes (maps for
-// objects, numbers as json.Number).
-func toAny(v any) any {
-	switch x := v.(type) {
-	case *jsonObject:
-		m := make(map[string]any, len(x.members))
-		for _, p := range x.members {
-			m[p.k] = toAny(p.v)
+// objects, numbers as json.Number); it shares nothing with d's slabs.
+func (d *jsonDecoder) toAny(v jval) any {
+	switch v.kind {
+	case jObject:
+		ms := d.members(v)
+		m := make(map[string]any, len(ms))
+		for _, p := range ms {
+			m[p.k] = d.toAny(p.v)
 		}
 		return m
-	case []any:
-		a := make([]any, len(x))
-		for i, e := range x {
-			a[i] = toAny(e)
+	case jArray:
+		es := d.elems(v)
+		a := make([]any, len(es))
+		for i, e := range es {
+			a[i] = d.toAny(e)
 		}
 		return a
+	case jString:
+		return v.s
+	case jNumber:
+		return json.Number(v.s)
+	case jTrue:
+		return true
+	case jFalse:
+		return false
 	}
-	return v
+	return nil
 }
 
-// fromAny turns what encoding/json decodes into the tree decodeFast makes,
-// members in key order.
-func fromAny(v any) any {
+// fromAny adds what encoding/json decodes to d, as decodeFast would have
+// decoded it but with an object's members in key order.
+func (d *jsonDecoder) fromAny(v any) jval {
 	switch x := v.(type) {
 	case map[string]any:
-		o := &jsonObject{members: make([]jsonPair, 0, len(x))}
+		ps := make([]jsonPair, 0, len(x))
 		for _, k := range slices.Sorted(maps.Keys(x)) {
-			o.members = append(o.members, jsonPair{k, fromAny(x[k])})
+			ps = append(ps, jsonPair{k, d.fromAny(x[k])})
 		}
-		return o
+		at := len(d.pairs)
+		d.pairs = append(d.pairs, ps...)
+		return jval{kind: jObject, at: at, n: len(ps)}
 	case []any:
-		a := make([]any, len(x))
+		es := make([]jval, len(x))
 		for i, e := range x {
-			a[i] = fromAny(e)
+			es[i] = d.fromAny(e)
 		}
-		return a
+		at := len(d.vals)
+		d.vals = append(d.vals, es...)
+		return jval{kind: jArray, at: at, n: len(es)}
+	case string:
+		return jval{kind: jString, s: x}
+	case json.Number:
+		return jval{kind: jNumber, s: string(x)}
+	case bool:
+		if x {
+			return jval{kind: jTrue}
+		}
+		return jval{kind: jFalse}
 	}
-	return v
+	return jval{}
 }
 
-func (d *jsonDecoder) array(depth int) (any, bool) {
+func (d *jsonDecoder) array(depth int) (jval, bool) {
 	if depth > jsonMaxDepth {
-		return nil, false
+		return jval{}, false
 	}
 	d.i++ // [
-	base := len(d.items)
 	d.space()
 	if d.i < len(d.s) && d.s[d.i] == ']' {
 		d.i++
-		return []any{}, true
+		return jval{kind: jArray, at: len(d.vals)}, true
 	}
+	base := len(d.vstack)
 	for {
 		d.space()
 		v, ok := d.value(depth)
 		if !ok {
-			return nil, false
+			return jval{}, false
 		}
-		d.items = append(d.items, v)
+		d.vstack = append(d.vstack, v)
 		if more, ok := d.next(']'); !ok {
-			return nil, false
+			return jval{}, false
 		} else if !more {
 			break
 		}
 	}
-	a := make([]any, len(d.items)-base)
-	copy(a, d.items[base:])
-	clear(d.items[base:])
-	d.items = d.items[:base]
-	return a, true
+	at := len(d.vals)
+	d.vals = append(d.vals, d.vstack[base:]...)
+	clear(d.vstack[base:])
+	d.vstack = d.vstack[:base]
+	return jval{kind: jArray, at: at, n: len(d.vals) - at}, true
 }
 
 // next reads what follows a member or element: a comma (more) or the
@@ -280,7 +379,7 @@ func (d *jsonDecoder) next(closing byte) (more, ok bool) {
 }
 
 // number reads a JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
-func (d *jsonDecoder) number() (any, bool) {
+func (d *jsonDecoder) number() (jval, bool) {
 	s, start := d.s, d.i
 	i := start
 	if s[i] == '-' {
@@ -294,12 +393,12 @@ func (d *jsonDecoder) number() (any, bool) {
 			i++
 		}
 	default:
-		return nil, false
+		return jval{}, false
 	}
 	if i < len(s) && s[i] == '.' {
 		i++
 		if i >= len(s) || s[i] < '0' || s[i] > '9' {
-			return nil, false
+			return jval{}, false
 		}
 		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
 			i++
@@ -311,14 +410,14 @@ func (d *jsonDecoder) number() (any, bool) {
 			i++
 		}
 		if i >= len(s) || s[i] < '0' || s[i] > '9' {
-			return nil, false
+			return jval{}, false
 		}
 		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
 			i++
 		}
 	}
 	d.i = i
-	return json.Number(s[start:i]), true
+	return jval{kind: jNumber, s: s[start:i]}, true
 }
 
 // str reads a JSON string; without escapes it is a substring of the input.
