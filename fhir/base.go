@@ -85,7 +85,7 @@ func validateBase(body []byte, wantType string, rules baseRules, keep func(resou
 		doc = d.fromAny(m)
 	}
 	rtv, _ := d.get(doc, "resourceType")
-	rt := rtv.str()
+	rt := d.str(rtv)
 	if err := checkResourceType(rt, wantType); err != nil {
 		return nil, err
 	}
@@ -117,12 +117,12 @@ func validateBase(body []byte, wantType string, rules baseRules, keep func(resou
 		return nil, out
 	}
 	idv, _ := d.get(doc, "id")
-	id := idv.str()
+	id := d.str(idv)
 	members := d.members(doc)
 	m := make(map[string]any, len(members))
 	for _, p := range members {
-		if keep == nil || p.k == "resourceType" || keep(rt, p.k) {
-			m[p.k] = d.toAny(p.v)
+		if k := d.key(p); keep == nil || k == "resourceType" || keep(rt, k) {
+			m[k] = d.toAny(p.v)
 		}
 	}
 	return &Resource{Type: rt, ID: id, Raw: body, Doc: m}, nil
@@ -289,7 +289,7 @@ func (w *walker) object(t *btype, obj jval, more []jval, dots int, resource bool
 
 func (w *walker) collect(t *btype, obj jval, resource bool) {
 	for _, p := range w.d.members(obj) {
-		k, v := p.k, p.v
+		k, v := w.d.key(p), p.v
 		if resource && k == "resourceType" {
 			continue
 		}
@@ -503,7 +503,7 @@ func (w *walker) resource(t *btype, obj jval, dots int) {
 		w.readError("value", `missing required element "resourceType"`)
 		return
 	}
-	rt, ok := rtv.s, rtv.kind == jString
+	rt, ok := w.d.str(rtv), rtv.kind == jString
 	typ := t.resources[rt]
 	if typ == nil {
 		w.push("resourceType")
@@ -528,7 +528,7 @@ func (w *walker) reference(ft *bfield, t *btype, obj jval, dots int) {
 	var setKey string
 	single := true
 	for _, p := range w.d.members(obj) {
-		k := p.k
+		k := w.d.key(p)
 		fk, ok := t.lookup(k)
 		if !ok {
 			continue
@@ -548,7 +548,7 @@ func (w *walker) reference(ft *bfield, t *btype, obj jval, dots int) {
 		refType = t.refOneof[set]
 		if set == t.refURI {
 			v, _ := w.d.get(obj, setKey)
-			s := v.str()
+			s := w.d.str(v)
 			if strings.HasPrefix(s, "#") {
 				fragment, w.refNorm = s[1:], true
 			} else if typ, hist, ok := relativeType(s); ok && (w.t.r4Ref[typ] || w.t.stu3Only[typ]) {
@@ -663,7 +663,7 @@ func primName(p primKind) string {
 // readPrimitive checks a JSON string, number or boolean as google/fhir's
 // parsePrimitiveType does, and returns what is wrong ("" for nothing).
 func (w *walker) readPrimitive(t *btype, v jval) string {
-	s, isString := v.s, v.kind == jString
+	s, isString := w.d.str(v), v.kind == jString
 	if isString && w.badUTF8 && strings.ContainsRune(s, utf8.RuneError) {
 		return "expected UTF-8 encoding"
 	}
@@ -679,14 +679,14 @@ func (w *walker) readPrimitive(t *btype, v jval) string {
 		}
 		return "expected a decimal"
 	case pInteger:
-		if n, ok := v.s, v.kind == jNumber; ok && !strings.ContainsAny(n, ".eE") {
+		if n, ok := string(w.d.num(v)), v.kind == jNumber; ok && !strings.ContainsAny(n, ".eE") {
 			if _, err := strconv.ParseInt(string(n), 10, 32); err == nil {
 				return ""
 			}
 		}
 		return "expected an integer"
 	case pPositiveInt, pUnsignedInt:
-		n, ok := v.s, v.kind == jNumber
+		n, ok := string(w.d.num(v)), v.kind == jNumber
 		if !ok || !unsignedDigits(n, t.prim == pPositiveInt) {
 			return "expected " + primName(t.prim)
 		}
@@ -780,7 +780,7 @@ func (w *walker) checkValue(t *btype, v jval, valued bool) {
 		return
 	}
 	if t.valueRequired {
-		if v.str() == "" {
+		if w.d.str(v) == "" {
 			w.validationError("required", "missing required value")
 			return
 		}
@@ -802,34 +802,34 @@ func (w *walker) checkValue(t *btype, v jval, valued bool) {
 	}
 	switch t.prim {
 	case pString:
-		s := v.str()
+		s := w.d.str(v)
 		if len(s) > maxStringSize {
 			w.validationError("invalid", "string exceeds the maximum size of 1 MiB")
 		} else if !validChars(s) {
 			w.validationError("invalid", "string contains invalid characters")
 		}
 	case pCode:
-		if s := v.str(); !validCode(s) {
+		if s := w.d.str(v); !validCode(s) {
 			w.validationError("invalid", "invalid code format")
 		}
 	case pID:
-		if s := v.str(); !validID(s) {
+		if s := w.d.str(v); !validID(s) {
 			w.validationError("invalid", "invalid id format")
 		}
 	case pOid:
-		if s := v.str(); !w.t.oidRE.MatchString(s) {
+		if s := w.d.str(v); !w.t.oidRE.MatchString(s) {
 			w.validationError("invalid", "invalid oid format")
 		}
 	case pUUID:
-		if s := v.str(); !w.t.uuidRE.MatchString(s) {
+		if s := w.d.str(v); !w.t.uuidRE.MatchString(s) {
 			w.validationError("invalid", "invalid uuid format")
 		}
 	case pURI:
-		if s := v.str(); !validURI(s) {
+		if s := w.d.str(v); !validURI(s) {
 			w.validationError("invalid", "invalid uri")
 		}
 	case pPositiveInt, pUnsignedInt:
-		if n := v.num(); len(n) >= 10 {
+		if n := w.d.num(v); len(n) >= 10 {
 			if u, err := strconv.ParseUint(string(n), 10, 32); err == nil && u > math.MaxInt32 {
 				w.validationError("invalid", primName(t.prim)+" out of range (at most 2,147,483,647)")
 			}

@@ -267,10 +267,11 @@ func repeatedKey(d *jsonDecoder, v jval) string {
 	case jObject:
 		seen := map[string]bool{}
 		for _, p := range d.members(v) {
-			if seen[p.k] {
-				return p.k
+			k := d.key(p)
+			if seen[k] {
+				return k
 			}
-			seen[p.k] = true
+			seen[k] = true
 			if k := repeatedKey(d, p.v); k != "" {
 				return k
 			}

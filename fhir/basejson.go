@@ -3,6 +3,7 @@ package fhir
 import (
 	"encoding/json"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"unicode"
@@ -23,37 +24,22 @@ const (
 	jArray
 )
 
-// jval is one decoded JSON value, unboxed: s holds a string's value or a
-// number's text; an object's members are the decoder's pairs[at:at+n], an
-// array's elements its vals[at:at+n]. Decoding boxes nothing into an
-// interface: only the members kept in a Resource's Doc are (by toAny).
+// jval is one decoded JSON value, unboxed and without pointers, so that
+// the slabs holding the tree need neither write barriers nor scanning by
+// the garbage collector. A string's value or a number's text is the
+// decoder's s[a:b], or its strs[a] when esc (a string with escapes, or one
+// from fromAny); an object's members are its pairs[a:b], an array's
+// elements its vals[a:b]. Offsets are 32 bits: decodeFast declines bodies
+// of 4 GiB and more, and fromAny's values are fewer than half the body's
+// bytes (the server takes 1 MiB).
 type jval struct {
-	s     string
-	at, n int
-	kind  jkind
+	a, b uint32
+	kind jkind
+	esc  bool
 }
 
-// str returns a string's value, "" for anything else (as v.(string) did).
-func (v jval) str() string {
-	if v.kind == jString {
-		return v.s
-	}
-	return ""
-}
-
-// num returns a number's text, "" for anything else.
-func (v jval) num() json.Number {
-	if v.kind == jNumber {
-		return json.Number(v.s)
-	}
-	return ""
-}
-
-// jsonPair is one member of a decoded object.
-type jsonPair struct {
-	k string
-	v jval
-}
+// jsonPair is one member of a decoded object: its key (a string) and value.
+type jsonPair struct{ key, v jval }
 
 // jsonDecoder decodes JSON objects into the tree the base walk reads, held
 // in two slabs (pairs, vals) that are reused through the decoders pool: a
@@ -64,6 +50,7 @@ type jsonDecoder struct {
 	i      int
 	pairs  []jsonPair // the members of the objects read, each object's together
 	vals   []jval     // the elements of the arrays read, each array's together
+	strs   []string   // the strings with escapes read, unescaped
 	pstack []jsonPair // the members of the objects being read
 	vstack []jval     // the elements of the arrays being read
 }
@@ -73,8 +60,8 @@ var decoders = sync.Pool{New: func() any { return &jsonDecoder{} }}
 // getDecoder returns a decoder from the pool; release returns it.
 func getDecoder() *jsonDecoder { return decoders.Get().(*jsonDecoder) }
 
-// release forgets the tree (and the body its strings share) and returns d
-// to the pool; slabs grown beyond maxPooledValues are dropped.
+// release forgets the tree and returns d to the pool; slabs grown beyond
+// maxPooledValues are dropped.
 func (d *jsonDecoder) release() {
 	d.reset()
 	if cap(d.pairs) > maxPooledValues {
@@ -89,27 +76,51 @@ func (d *jsonDecoder) release() {
 // maxPooledValues bounds the slabs a pooled decoder keeps.
 const maxPooledValues = 1 << 14
 
-// reset empties d. It clears what the slabs held, so that the pool keeps no
-// body alive; the stacks are cleared as they shrink.
+// reset empties d. Of what it held only strs has pointers: it is cleared,
+// so that the pool keeps no string alive.
 func (d *jsonDecoder) reset() {
-	clear(d.pairs)
-	clear(d.vals)
-	clear(d.pstack)
-	clear(d.vstack)
+	clear(d.strs)
 	d.s, d.i = "", 0
-	d.pairs, d.vals, d.pstack, d.vstack = d.pairs[:0], d.vals[:0], d.pstack[:0], d.vstack[:0]
+	d.pairs, d.vals, d.strs, d.pstack, d.vstack = d.pairs[:0], d.vals[:0], d.strs[:0], d.pstack[:0], d.vstack[:0]
 }
 
 // members returns the members of object v.
-func (d *jsonDecoder) members(v jval) []jsonPair { return d.pairs[v.at : v.at+v.n] }
+func (d *jsonDecoder) members(v jval) []jsonPair { return d.pairs[v.a:v.b] }
 
 // elems returns the elements of array v.
-func (d *jsonDecoder) elems(v jval) []jval { return d.vals[v.at : v.at+v.n] }
+func (d *jsonDecoder) elems(v jval) []jval { return d.vals[v.a:v.b] }
+
+// text returns the value of a string or the text of a number.
+func (d *jsonDecoder) text(v jval) string {
+	if v.esc {
+		return d.strs[v.a]
+	}
+	return d.s[v.a:v.b]
+}
+
+// str returns a string's value, "" for any other value.
+func (d *jsonDecoder) str(v jval) string {
+	if v.kind != jString {
+		return ""
+	}
+	return d.text(v)
+}
+
+// num returns a number's text, "" for any other value.
+func (d *jsonDecoder) num(v jval) json.Number {
+	if v.kind != jNumber {
+		return ""
+	}
+	return json.Number(d.text(v))
+}
+
+// key returns the key of member p.
+func (d *jsonDecoder) key(p jsonPair) string { return d.text(p.key) }
 
 // get returns the value of key k of object v.
 func (d *jsonDecoder) get(v jval, k string) (jval, bool) {
 	for _, p := range d.members(v) {
-		if p.k == k {
+		if d.key(p) == k {
 			return p.v, true
 		}
 	}
@@ -128,7 +139,7 @@ func (d *jsonDecoder) get(v jval, k string) (jval, bool) {
 // message.
 func (d *jsonDecoder) decodeFast(body []byte) (jval, bool) {
 	s := string(body)
-	if !utf8.ValidString(s) {
+	if !utf8.ValidString(s) || uint64(len(s)) > math.MaxUint32 {
 		return jval{}, false
 	}
 	d.s, d.i = s, 0
@@ -171,8 +182,7 @@ func (d *jsonDecoder) value(depth int) (jval, bool) {
 	case c == '[':
 		return d.array(depth + 1)
 	case c == '"':
-		s, ok := d.str()
-		return jval{kind: jString, s: s}, ok
+		return d.string()
 	case c == 't':
 		return jval{kind: jTrue}, d.literal("true")
 	case c == 'f':
@@ -201,7 +211,8 @@ func (d *jsonDecoder) object(depth int) (jval, bool) {
 	d.space()
 	if d.i < len(d.s) && d.s[d.i] == '}' {
 		d.i++
-		return jval{kind: jObject, at: len(d.pairs)}, true
+		at := uint32(len(d.pairs))
+		return jval{kind: jObject, a: at, b: at}, true
 	}
 	base := len(d.pstack)
 	for {
@@ -209,7 +220,7 @@ func (d *jsonDecoder) object(depth int) (jval, bool) {
 		if d.i >= len(d.s) || d.s[d.i] != '"' {
 			return jval{}, false
 		}
-		k, ok := d.str()
+		k, ok := d.string()
 		if !ok {
 			return jval{}, false
 		}
@@ -230,23 +241,23 @@ func (d *jsonDecoder) object(depth int) (jval, bool) {
 			break
 		}
 	}
-	at := len(d.pairs)
-	d.pairs = appendUnique(d.pairs, d.pstack[base:])
-	clear(d.pstack[base:])
+	at := uint32(len(d.pairs))
+	d.pairs = d.appendUnique(d.pairs, d.pstack[base:])
 	d.pstack = d.pstack[:base]
-	return jval{kind: jObject, at: at, n: len(d.pairs) - at}, true
+	return jval{kind: jObject, a: at, b: uint32(len(d.pairs))}, true
 }
 
 // appendUnique appends ps to out, each key once with its last value:
 // unique's rule for Members, written for the decoder's pairs (one generic
 // function for both made base validation 4 % slower).
-func appendUnique(out, ps []jsonPair) []jsonPair {
+func (d *jsonDecoder) appendUnique(out, ps []jsonPair) []jsonPair {
 	at := len(out)
 	if len(ps) <= 32 {
 	next:
 		for _, p := range ps {
+			k := d.key(p)
 			for i := at; i < len(out); i++ {
-				if out[i].k == p.k {
+				if d.key(out[i]) == k {
 					out[i].v = p.v
 					continue next
 				}
@@ -257,11 +268,12 @@ func appendUnique(out, ps []jsonPair) []jsonPair {
 	}
 	index := make(map[string]int, len(ps))
 	for _, p := range ps {
-		if i, ok := index[p.k]; ok {
+		k := d.key(p)
+		if i, ok := index[k]; ok {
 			out[i].v = p.v
 			continue
 		}
-		index[p.k] = len(out)
+		index[k] = len(out)
 		out = append(out, p)
 	}
 	return out
@@ -275,7 +287,7 @@ func (d *jsonDecoder) toAny(v jval) any {
 		ms := d.members(v)
 		m := make(map[string]any, len(ms))
 		for _, p := range ms {
-			m[p.k] = d.toAny(p.v)
+			m[d.key(p)] = d.toAny(p.v)
 		}
 		return m
 	case jArray:
@@ -286,9 +298,9 @@ func (d *jsonDecoder) toAny(v jval) any {
 		}
 		return a
 	case jString:
-		return v.s
+		return d.text(v)
 	case jNumber:
-		return json.Number(v.s)
+		return json.Number(d.text(v))
 	case jTrue:
 		return true
 	case jFalse:
@@ -304,23 +316,23 @@ func (d *jsonDecoder) fromAny(v any) jval {
 	case map[string]any:
 		ps := make([]jsonPair, 0, len(x))
 		for _, k := range slices.Sorted(maps.Keys(x)) {
-			ps = append(ps, jsonPair{k, d.fromAny(x[k])})
+			ps = append(ps, jsonPair{d.held(jString, k), d.fromAny(x[k])})
 		}
-		at := len(d.pairs)
+		at := uint32(len(d.pairs))
 		d.pairs = append(d.pairs, ps...)
-		return jval{kind: jObject, at: at, n: len(ps)}
+		return jval{kind: jObject, a: at, b: uint32(len(d.pairs))}
 	case []any:
 		es := make([]jval, len(x))
 		for i, e := range x {
 			es[i] = d.fromAny(e)
 		}
-		at := len(d.vals)
+		at := uint32(len(d.vals))
 		d.vals = append(d.vals, es...)
-		return jval{kind: jArray, at: at, n: len(es)}
+		return jval{kind: jArray, a: at, b: uint32(len(d.vals))}
 	case string:
-		return jval{kind: jString, s: x}
+		return d.held(jString, x)
 	case json.Number:
-		return jval{kind: jNumber, s: string(x)}
+		return d.held(jNumber, string(x))
 	case bool:
 		if x {
 			return jval{kind: jTrue}
@@ -328,6 +340,12 @@ func (d *jsonDecoder) fromAny(v any) jval {
 		return jval{kind: jFalse}
 	}
 	return jval{}
+}
+
+// held adds s to strs and returns it as a value of kind k.
+func (d *jsonDecoder) held(k jkind, s string) jval {
+	d.strs = append(d.strs, s)
+	return jval{kind: k, a: uint32(len(d.strs) - 1), esc: true}
 }
 
 func (d *jsonDecoder) array(depth int) (jval, bool) {
@@ -338,7 +356,8 @@ func (d *jsonDecoder) array(depth int) (jval, bool) {
 	d.space()
 	if d.i < len(d.s) && d.s[d.i] == ']' {
 		d.i++
-		return jval{kind: jArray, at: len(d.vals)}, true
+		at := uint32(len(d.vals))
+		return jval{kind: jArray, a: at, b: at}, true
 	}
 	base := len(d.vstack)
 	for {
@@ -354,11 +373,10 @@ func (d *jsonDecoder) array(depth int) (jval, bool) {
 			break
 		}
 	}
-	at := len(d.vals)
+	at := uint32(len(d.vals))
 	d.vals = append(d.vals, d.vstack[base:]...)
-	clear(d.vstack[base:])
 	d.vstack = d.vstack[:base]
-	return jval{kind: jArray, at: at, n: len(d.vals) - at}, true
+	return jval{kind: jArray, a: at, b: uint32(len(d.vals))}, true
 }
 
 // next reads what follows a member or element: a comma (more) or the
@@ -417,11 +435,12 @@ func (d *jsonDecoder) number() (jval, bool) {
 		}
 	}
 	d.i = i
-	return jval{kind: jNumber, s: s[start:i]}, true
+	return jval{kind: jNumber, a: uint32(start), b: uint32(i)}, true
 }
 
-// str reads a JSON string; without escapes it is a substring of the input.
-func (d *jsonDecoder) str() (string, bool) {
+// string reads a JSON string; without escapes it is a substring of the
+// input.
+func (d *jsonDecoder) string() (jval, bool) {
 	s := d.s
 	d.i++ // "
 	start := d.i
@@ -429,14 +448,18 @@ func (d *jsonDecoder) str() (string, bool) {
 		switch c := s[i]; {
 		case c == '"':
 			d.i = i + 1
-			return s[start:i], true
+			return jval{kind: jString, a: uint32(start), b: uint32(i)}, true
 		case c == '\\':
-			return d.unescape(start, i)
+			u, ok := d.unescape(start, i)
+			if !ok {
+				return jval{}, false
+			}
+			return d.held(jString, u), true
 		case c < 0x20:
-			return "", false
+			return jval{}, false
 		}
 	}
-	return "", false
+	return jval{}, false
 }
 
 // unescape reads the rest of a string with escapes, as encoding/json
