@@ -137,7 +137,7 @@ type walker struct {
 	root    string
 	badUTF8 bool // the body is not UTF-8
 	path    []pathSeg
-	items   []item
+	members []member // the members of the objects being walked
 	// quiet counts the reasons the validation pass does not see where the
 	// walk is: in a contained resource (a protobuf Any in google/fhir, which
 	// its validation pass does not enter), or in the reference string of a
@@ -149,7 +149,7 @@ type walker struct {
 }
 
 func (w *walker) reset() {
-	w.t, w.d, w.root, w.path, w.items, w.quiet, w.refNorm, w.badUTF8 = nil, nil, "", w.path[:0], w.items[:0], 0, false, false
+	w.t, w.d, w.root, w.path, w.members, w.quiet, w.refNorm, w.badUTF8 = nil, nil, "", w.path[:0], w.members[:0], 0, false, false
 	w.invalid, w.unprocessable = w.invalid[:0], w.unprocessable[:0]
 }
 
@@ -162,12 +162,25 @@ type pathSeg struct {
 	raw bool
 }
 
-// item is one key of an object being walked.
+// member is one member of an object being walked, without pointers (so
+// that w.members needs no write barriers): the index of its jsonPair in the
+// decoder's pairs and of its fieldKey in the type's keys; done once read.
+type member struct {
+	pair, key uint32
+	done      bool
+}
+
+// item is one member of an object as the field reading it sees it.
 type item struct {
-	fk   fieldKey
-	key  string
-	val  jval
-	done bool
+	fk  fieldKey
+	key string
+	val jval
+}
+
+// item resolves m, a member of an object of type t.
+func (w *walker) item(t *btype, m member) item {
+	p := w.d.pairs[m.pair]
+	return item{fk: t.keys[m.key], key: w.d.key(p), val: p.v}
 }
 
 func (w *walker) push(key string) { w.path = append(w.path, pathSeg{key: key, idx: -1}) }
@@ -209,10 +222,11 @@ func (w *walker) validationError(code, diagnostics string) {
 }
 
 // lookup finds the field a JSON key names, as google/fhir does: its first
-// letter (after a leading _) may be upper case.
-func (t *btype) lookup(k string) (fieldKey, bool) {
-	if fk, ok := t.fields[k]; ok {
-		return fk, true
+// letter (after a leading _) may be upper case. It returns the index of its
+// fieldKey in t.keys.
+func (t *btype) lookup(k string) (uint32, bool) {
+	if i, ok := t.fields[k]; ok {
+		return i, true
 	}
 	i := 0
 	if strings.HasPrefix(k, "_") {
@@ -229,7 +243,7 @@ func (t *btype) lookup(k string) (fieldKey, bool) {
 		fk, ok := t.fields[k[:i]+strings.ToLower(k[i:i+1])+k[i+1:]]
 		return fk, ok
 	}
-	return fieldKey{}, false
+	return 0, false
 }
 
 // object walks the JSON objects that make up one message of type t
@@ -242,29 +256,24 @@ func (w *walker) object(t *btype, obj jval, more []jval, dots int, resource bool
 	}
 	norm := w.refNorm
 	w.refNorm = false
-	base := len(w.items)
+	base := len(w.members)
 	w.collect(t, obj, resource)
 	for _, m := range more {
 		w.collect(t, m, resource)
 	}
 	var present uint64
-	for i := base; i < len(w.items); i++ {
-		if w.items[i].done {
+	var buf [4]item
+	for i := base; i < len(w.members); i++ {
+		if w.members[i].done {
 			continue
 		}
-		f := w.items[i].fk.f
-		var group []item
-		for j := i + 1; j < len(w.items); j++ {
-			if w.items[j].fk.f == f {
-				if group == nil {
-					group = append(group, w.items[i])
-				}
-				group = append(group, w.items[j])
-				w.items[j].done = true
+		f := t.keys[w.members[i].key].f
+		group := append(buf[:0], w.item(t, w.members[i]))
+		for j := i + 1; j < len(w.members); j++ {
+			if t.keys[w.members[j].key].f == f {
+				group = append(group, w.item(t, w.members[j]))
+				w.members[j].done = true
 			}
-		}
-		if group == nil {
-			group = w.items[i : i+1 : i+1]
 		}
 		quiet := norm && f == t.refURI
 		if quiet {
@@ -277,7 +286,7 @@ func (w *walker) object(t *btype, obj jval, more []jval, dots int, resource bool
 			w.quiet--
 		}
 	}
-	w.items = w.items[:base]
+	w.members = w.members[:base]
 	for _, f := range t.required {
 		if present&(1<<f.reqBit) == 0 && !f.scalar {
 			w.push(f.name)
@@ -288,8 +297,8 @@ func (w *walker) object(t *btype, obj jval, more []jval, dots int, resource bool
 }
 
 func (w *walker) collect(t *btype, obj jval, resource bool) {
-	for _, p := range w.d.members(obj) {
-		k, v := w.d.key(p), p.v
+	for i := obj.a; i < obj.b; i++ {
+		k := w.d.key(w.d.pairs[i])
 		if resource && k == "resourceType" {
 			continue
 		}
@@ -300,7 +309,7 @@ func (w *walker) collect(t *btype, obj jval, resource bool) {
 			w.pop()
 			continue
 		}
-		w.items = append(w.items, item{fk: fk, key: k, val: v})
+		w.members = append(w.members, member{pair: i, key: fk})
 	}
 }
 
@@ -529,10 +538,11 @@ func (w *walker) reference(ft *bfield, t *btype, obj jval, dots int) {
 	single := true
 	for _, p := range w.d.members(obj) {
 		k := w.d.key(p)
-		fk, ok := t.lookup(k)
+		i, ok := t.lookup(k)
 		if !ok {
 			continue
 		}
+		fk := t.keys[i]
 		if _, oneof := t.refOneof[fk.f]; !oneof {
 			continue
 		}

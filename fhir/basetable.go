@@ -63,8 +63,9 @@ type btype struct {
 	name     string
 	kind     msgKind
 	prim     primKind
-	fields   map[string]fieldKey // by JSON name as google/fhir's FieldMap has them
-	required []*bfield           // REQUIRED_BY_FHIR
+	fields   map[string]uint32 // index in keys, by JSON name as google/fhir's FieldMap has them
+	keys     []fieldKey        // what the JSON names of fields map to
+	required []*bfield         // REQUIRED_BY_FHIR
 	// pEnum: the enum value names (upper case, '_' for '-') other than the
 	// zero value, and the original codes of values whose name differs.
 	enumNames, enumCodes map[string]bool
@@ -189,25 +190,26 @@ func (b *tableBuilder) message(d protoreflect.MessageDescriptor) *btype {
 	case proto.HasExtension(d.Options(), apb.E_FhirReferenceType):
 		t.kind = kReference
 	}
-	t.fields = map[string]fieldKey{}
+	t.fields = map[string]uint32{}
 	fields := d.Fields()
 	for i := 0; i < fields.Len(); i++ {
 		fd := fields.Get(i)
 		f := b.field(fd)
 		if isChoice(fd.Message()) {
 			choice := b.message(fd.Message())
-			for name, alt := range choice.fields {
+			for name, i := range choice.fields {
+				alt := choice.keys[i]
 				key := fd.JSONName() + strings.ToUpper(name[:1]) + name[1:]
 				if alt.ext {
 					key = "_" + fd.JSONName() + strings.ToUpper(name[1:2]) + name[2:]
 				}
-				t.fields[key] = fieldKey{f: f, alt: alt.f, ext: alt.ext}
+				t.addKey(key, fieldKey{f: f, alt: alt.f, ext: alt.ext})
 			}
 			f.choice = true
 		} else {
-			t.fields[fd.JSONName()] = fieldKey{f: f}
+			t.addKey(fd.JSONName(), fieldKey{f: f})
 			if f.typ != nil && f.typ.kind == kPrimitive {
-				t.fields["_"+fd.JSONName()] = fieldKey{f: f, ext: true}
+				t.addKey("_"+fd.JSONName(), fieldKey{f: f, ext: true})
 			}
 		}
 		if req, _ := proto.GetExtension(fd.Options(), apb.E_ValidationRequirement).(apb.Requirement); req == apb.Requirement_REQUIRED_BY_FHIR {
@@ -239,7 +241,7 @@ func (b *tableBuilder) message(d protoreflect.MessageDescriptor) *btype {
 		oneof := d.Oneofs().ByName("reference").Fields()
 		for i := 0; i < oneof.Len(); i++ {
 			fd := oneof.Get(i)
-			f := t.fields[fd.JSONName()].f
+			f := t.keys[t.fields[fd.JSONName()]].f
 			typ, _ := proto.GetExtension(fd.Options(), apb.E_ReferencedFhirType).(string)
 			t.refOneof[f] = typ
 			if fd.Name() == "uri" {
@@ -251,6 +253,12 @@ func (b *tableBuilder) message(d protoreflect.MessageDescriptor) *btype {
 		}
 	}
 	return t
+}
+
+// addKey makes JSON name k map to fk.
+func (t *btype) addKey(k string, fk fieldKey) {
+	t.fields[k] = uint32(len(t.keys))
+	t.keys = append(t.keys, fk)
 }
 
 func (b *tableBuilder) field(fd protoreflect.FieldDescriptor) *bfield {
