@@ -155,9 +155,10 @@ func (w *walker) reset() {
 
 // pathSeg is one step of the path: a key (idx < 0), or an index.
 // The _ of a primitive's extension key is dropped, unless raw (a key that
-// is no element).
+// is no element). The key is a string of the decoder's, so that the path
+// holds no pointers (and pushing needs no write barriers).
 type pathSeg struct {
-	key string
+	key jval
 	idx int
 	raw bool
 }
@@ -173,21 +174,25 @@ type member struct {
 // item is one member of an object as the field reading it sees it.
 type item struct {
 	fk  fieldKey
-	key string
+	key jval // a string
 	val jval
 }
 
 // item resolves m, a member of an object of type t.
 func (w *walker) item(t *btype, m member) item {
 	p := w.d.pairs[m.pair]
-	return item{fk: t.keys[m.key], key: w.d.key(p), val: p.v}
+	return item{fk: t.keys[m.key], key: p.key, val: p.v}
 }
 
-func (w *walker) push(key string) { w.path = append(w.path, pathSeg{key: key, idx: -1}) }
+func (w *walker) push(key jval)   { w.path = append(w.path, pathSeg{key: key, idx: -1}) }
 func (w *walker) pushIndex(i int) { w.path = append(w.path, pathSeg{idx: i}) }
 func (w *walker) pop()            { w.path = w.path[:len(w.path)-1] }
-func (w *walker) checking() bool  { return w.quiet == 0 }
-func (w *walker) google() bool    { return w.rules.google }
+
+// pushName pushes a key that is not the document's (an error's).
+func (w *walker) pushName(name string) { w.push(w.d.held(jString, name)) }
+
+func (w *walker) checking() bool { return w.quiet == 0 }
+func (w *walker) google() bool   { return w.rules.google }
 func (w *walker) expression() string {
 	var b strings.Builder
 	b.WriteString(w.root)
@@ -199,10 +204,10 @@ func (w *walker) expression() string {
 			continue
 		}
 		b.WriteByte('.')
-		if s.raw {
-			b.WriteString(s.key)
+		if k := w.d.text(s.key); s.raw {
+			b.WriteString(k)
 		} else {
-			b.WriteString(strings.TrimPrefix(s.key, "_"))
+			b.WriteString(strings.TrimPrefix(k, "_"))
 		}
 	}
 	return b.String()
@@ -289,7 +294,7 @@ func (w *walker) object(t *btype, obj jval, more []jval, dots int, resource bool
 	w.members = w.members[:base]
 	for _, f := range t.required {
 		if present&(1<<f.reqBit) == 0 && !f.scalar {
-			w.push(f.name)
+			w.pushName(f.name)
 			w.validationError("required", "missing required element "+strconv.Quote(f.name))
 			w.pop()
 		}
@@ -298,13 +303,14 @@ func (w *walker) object(t *btype, obj jval, more []jval, dots int, resource bool
 
 func (w *walker) collect(t *btype, obj jval, resource bool) {
 	for i := obj.a; i < obj.b; i++ {
-		k := w.d.key(w.d.pairs[i])
+		kv := w.d.pairs[i].key
+		k := w.d.text(kv)
 		if resource && k == "resourceType" {
 			continue
 		}
 		fk, ok := t.lookup(k)
 		if !ok {
-			w.path = append(w.path, pathSeg{key: k, idx: -1, raw: true})
+			w.path = append(w.path, pathSeg{key: kv, idx: -1, raw: true})
 			w.readError("structure", "unknown element "+strconv.Quote(k))
 			w.pop()
 			continue
@@ -482,7 +488,7 @@ func (w *walker) mergedElement(ft *bfield, t *btype, group []item, lists [][]jva
 }
 
 // element reads one value of a complex, reference or resource type.
-func (w *walker) element(ft *bfield, t *btype, key string, obj jval, dots int) {
+func (w *walker) element(ft *bfield, t *btype, key jval, obj jval, dots int) {
 	if obj.kind != jObject {
 		w.readError("value", "expected a JSON object")
 		return
@@ -491,7 +497,7 @@ func (w *walker) element(ft *bfield, t *btype, key string, obj jval, dots int) {
 	case kContained:
 		w.resource(t, obj, dots)
 	case kAny:
-		if key != "contained" {
+		if w.d.text(key) != "contained" {
 			w.object(t, obj, nil, dots, false)
 			return
 		}
@@ -515,7 +521,7 @@ func (w *walker) resource(t *btype, obj jval, dots int) {
 	rt, ok := w.d.str(rtv), rtv.kind == jString
 	typ := t.resources[rt]
 	if typ == nil {
-		w.push("resourceType")
+		w.pushName("resourceType")
 		if ok {
 			w.readError("value", "unknown resource type")
 		} else {
@@ -534,7 +540,7 @@ func (w *walker) resource(t *btype, obj jval, dots int) {
 // be one the element allows.
 func (w *walker) reference(ft *bfield, t *btype, obj jval, dots int) {
 	var set *bfield
-	var setKey string
+	var setKey, setVal jval
 	single := true
 	for _, p := range w.d.members(obj) {
 		k := w.d.key(p)
@@ -550,15 +556,14 @@ func (w *walker) reference(ft *bfield, t *btype, obj jval, dots int) {
 			single = false // google/fhir keeps whichever it read last
 		}
 		if set = fk.f; !fk.ext {
-			setKey = k
+			setKey, setVal = p.key, p.v
 		}
 	}
 	refType, fragment, history, relative := "", "", "", false
 	if set != nil && single {
 		refType = t.refOneof[set]
 		if set == t.refURI {
-			v, _ := w.d.get(obj, setKey)
-			s := w.d.str(v)
+			s := w.d.str(setVal)
 			if strings.HasPrefix(s, "#") {
 				fragment, w.refNorm = s[1:], true
 			} else if typ, hist, ok := relativeType(s); ok && (w.t.r4Ref[typ] || w.t.stu3Only[typ]) {
