@@ -230,7 +230,7 @@ func (w *walker) validationError(code, diagnostics string) {
 // letter (after a leading _) may be upper case. It returns the index of its
 // fieldKey in t.keys.
 func (t *btype) lookup(k string) (uint32, bool) {
-	if i, ok := t.fields[k]; ok {
+	if i, ok := t.table.get(k); ok {
 		return i, true
 	}
 	i := 0
@@ -242,10 +242,10 @@ func (t *btype) lookup(k string) (uint32, bool) {
 		if len(k) <= len(buf) {
 			b := append(buf[:0], k...)
 			b[i] += 'a' - 'A'
-			fk, ok := t.fields[string(b)]
+			fk, ok := t.table.get(string(b))
 			return fk, ok
 		}
-		fk, ok := t.fields[k[:i]+strings.ToLower(k[i:i+1])+k[i+1:]]
+		fk, ok := t.table.get(k[:i] + strings.ToLower(k[i:i+1]) + k[i+1:])
 		return fk, ok
 	}
 	return 0, false

@@ -65,6 +65,7 @@ type btype struct {
 	prim     primKind
 	fields   map[string]uint32 // index in keys, by JSON name as google/fhir's FieldMap has them
 	keys     []fieldKey        // what the JSON names of fields map to
+	table    keyTable          // fields, for lookup
 	required []*bfield         // REQUIRED_BY_FHIR
 	// pEnum: the enum value names (upper case, '_' for '-') other than the
 	// zero value, and the original codes of values whose name differs.
@@ -252,6 +253,7 @@ func (b *tableBuilder) message(d protoreflect.MessageDescriptor) *btype {
 			b.err = fmt.Errorf("fhir: reference type %s has no uri field", d.FullName())
 		}
 	}
+	t.table = newKeyTable(t.fields)
 	return t
 }
 
