@@ -253,13 +253,18 @@ func (d *jsonDecoder) object(depth int) (jval, bool) {
 func (d *jsonDecoder) appendUnique(out, ps []jsonPair) []jsonPair {
 	at := len(out)
 	if len(ps) <= 32 {
+		var seen uint64 // the keyBits of the keys so far: most keys need no search
 	next:
 		for _, p := range ps {
 			k := d.key(p)
-			for i := at; i < len(out); i++ {
-				if d.key(out[i]) == k {
-					out[i].v = p.v
-					continue next
+			if bit := keyBit(k); seen&bit == 0 {
+				seen |= bit
+			} else {
+				for i := at; i < len(out); i++ {
+					if d.key(out[i]) == k {
+						out[i].v = p.v
+						continue next
+					}
 				}
 			}
 			out = append(out, p)
@@ -277,6 +282,15 @@ func (d *jsonDecoder) appendUnique(out, ps []jsonPair) []jsonPair {
 		out = append(out, p)
 	}
 	return out
+}
+
+// keyBit is one of 64 bits for k, from its length and its first and last
+// bytes: two keys with different bits differ.
+func keyBit(k string) uint64 {
+	if k == "" {
+		return 1
+	}
+	return 1 << ((uint(len(k)) + uint(k[0])*5 + uint(k[len(k)-1])*3) & 63)
 }
 
 // toAny turns a decoded value into what encoding/json decodes (maps for
