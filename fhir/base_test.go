@@ -394,3 +394,24 @@ func BenchmarkValidate(b *testing.B) {
 		}
 	})
 }
+
+// TestValidDay: the dates the pattern takes are the ones time.Parse takes
+// with google/fhir's layout, on every month and day of years that are and
+// are not leap years.
+func TestValidDay(t *testing.T) {
+	for _, year := range []string{"0000", "0001", "0004", "0100", "1900", "2000", "2021", "2024", "9999"} {
+		for month := 0; month <= 13; month++ {
+			for day := 0; day <= 39; day++ {
+				s := fmt.Sprintf("%s-%02d-%02d", year, month, day)
+				if got, want := validDate(s), googleDate("date", s); got != want {
+					t.Errorf("date %q: %v, google/fhir %v", s, got, want)
+				}
+				for _, clock := range []string{"T10:00:00Z", "T23:59:59.5+01:00", "T00:00:00-14:00"} {
+					if got, want := validDateTime(s+clock), googleDate("dateTime", s+clock); got != want {
+						t.Errorf("dateTime %q: %v, google/fhir %v", s+clock, got, want)
+					}
+				}
+			}
+		}
+	}
+}
