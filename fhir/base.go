@@ -118,14 +118,25 @@ func validateBase(body []byte, wantType string, rules baseRules, keep func(resou
 	}
 	idv, _ := d.get(doc, "id")
 	id := d.str(idv)
+	return &Resource{Type: rt, ID: id, Raw: body, Doc: keptDoc(d, doc, rt, keep)}, nil
+}
+
+// keptDoc returns the members of doc that keep keeps (all when keep is
+// nil) and resourceType, in a map of their number.
+func keptDoc(d *jsonDecoder, doc jval, rt string, keep func(resourceType, key string) bool) map[string]any {
 	members := d.members(doc)
-	m := make(map[string]any, len(members))
+	var buf [32]jsonPair
+	kept := buf[:0]
 	for _, p := range members {
 		if k := d.key(p); keep == nil || k == "resourceType" || keep(rt, k) {
-			m[k] = d.toAny(p.v)
+			kept = append(kept, p)
 		}
 	}
-	return &Resource{Type: rt, ID: id, Raw: body, Doc: m}, nil
+	m := make(map[string]any, len(kept))
+	for _, p := range kept {
+		m[d.key(p)] = d.toAny(p.v)
+	}
+	return m
 }
 
 var walkers = sync.Pool{New: func() any { return &walker{} }}
