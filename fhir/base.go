@@ -560,7 +560,7 @@ func (w *walker) reference(ft *bfield, t *btype, obj jval, dots int) {
 			continue
 		}
 		fk := t.keys[i]
-		if _, oneof := t.refOneof[fk.f]; !oneof {
+		if !fk.f.refOneof {
 			continue
 		}
 		if set != nil && set != fk.f {
@@ -572,18 +572,18 @@ func (w *walker) reference(ft *bfield, t *btype, obj jval, dots int) {
 	}
 	refType, fragment, history, relative := "", "", "", false
 	if set != nil && single {
-		refType = t.refOneof[set]
+		refType = set.refOneofType
 		if set == t.refURI {
 			s := w.d.str(setVal)
 			if strings.HasPrefix(s, "#") {
 				fragment, w.refNorm = s[1:], true
-			} else if typ, hist, ok := relativeType(s); ok && (w.t.r4Ref[typ] || w.t.stu3Only[typ]) {
+			} else if typ, hist, ok := relativeType(s); ok && w.t.refKind(typ) != 0 {
 				refType, history, relative, w.refNorm = typ, hist, true, true
 			}
 		}
 	}
 	w.object(t, obj, nil, dots, false)
-	if relative && w.t.stu3Only[refType] {
+	if relative && w.t.refKind(refType) == refSTU3Only {
 		w.push(setKey)
 		w.readError("value", "invalid reference: "+strconv.Quote(refType)+" is not an R4 resource type")
 		w.pop()

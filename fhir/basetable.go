@@ -73,8 +73,7 @@ type btype struct {
 	// kContained, kAny: the resource types by name.
 	resources map[string]*btype
 	// kReference: the oneof fields of the reference (uri, fragment, xxxId).
-	refOneof map[*bfield]string // field → resource type ("" for uri and fragment)
-	refURI   *bfield
+	refURI *bfield
 	// kPrimitive: the value is required (a scalar field, present when not
 	// empty), or there is no extension element.
 	valueRequired, noExtension bool
@@ -89,6 +88,10 @@ type bfield struct {
 	choice   bool   // a choice type: the key names the alternative
 	refTypes []string
 	reqBit   int // bit in the required mask, or -1
+	// refOneof: a field of a Reference's oneof (uri, fragment, xxxId), of
+	// a typed id of resource type refOneofType ("" for uri and fragment).
+	refOneof     bool
+	refOneofType string
 }
 
 // fieldKey is what a JSON key maps to: a field, and for a choice key the
@@ -106,7 +109,21 @@ type baseTable struct {
 	stu3Only map[string]bool
 	// r4Ref: the resource types an R4 Reference has a typed id for.
 	r4Ref                       map[string]bool
+	refKinds                    keyTable // r4Ref and stu3Only, for refKind
 	codeRE, idRE, oidRE, uuidRE *regexp.Regexp
+}
+
+// The kinds of reference type refKind tells.
+const (
+	refR4       = 1 // in r4Ref
+	refSTU3Only = 2 // in stu3Only
+)
+
+// refKind returns whether typ is in r4Ref (refR4), in stu3Only
+// (refSTU3Only) or neither (0).
+func (t *baseTable) refKind(typ string) uint32 {
+	k, _ := t.refKinds.get(typ)
+	return k
 }
 
 var loadBaseTable = sync.OnceValues(buildBaseTable)
@@ -124,6 +141,14 @@ func buildBaseTable() (*baseTable, error) {
 			t.stu3Only[typ] = true
 		}
 	}
+	kinds := map[string]uint32{}
+	for typ := range t.r4Ref {
+		kinds[typ] = refR4
+	}
+	for typ := range t.stu3Only {
+		kinds[typ] = refSTU3Only
+	}
+	t.refKinds = newKeyTable(kinds)
 	for _, r := range []struct {
 		re **regexp.Regexp
 		m  proto.Message
@@ -238,13 +263,12 @@ func (b *tableBuilder) message(d protoreflect.MessageDescriptor) *btype {
 		}
 	}
 	if t.kind == kReference {
-		t.refOneof = map[*bfield]string{}
 		oneof := d.Oneofs().ByName("reference").Fields()
 		for i := 0; i < oneof.Len(); i++ {
 			fd := oneof.Get(i)
 			f := t.keys[t.fields[fd.JSONName()]].f
 			typ, _ := proto.GetExtension(fd.Options(), apb.E_ReferencedFhirType).(string)
-			t.refOneof[f] = typ
+			f.refOneof, f.refOneofType = true, typ
 			if fd.Name() == "uri" {
 				t.refURI = f
 			}
