@@ -458,7 +458,11 @@ func (d *jsonDecoder) string() (jval, bool) {
 	s := d.s
 	d.i++ // "
 	start := d.i
-	for i := start; i < len(s); i++ {
+	i := start
+	for i < len(s) && !strSpecial[s[i]] {
+		i++
+	}
+	for ; i < len(s); i++ {
 		switch c := s[i]; {
 		case c == '"':
 			d.i = i + 1
@@ -475,6 +479,16 @@ func (d *jsonDecoder) string() (jval, bool) {
 	}
 	return jval{}, false
 }
+
+// strSpecial tells the bytes string must look at: the quote, the
+// backslash and the control characters.
+var strSpecial = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
 
 // unescape reads the rest of a string with escapes, as encoding/json
 // unquotes it (an unpaired surrogate becomes U+FFFD).
