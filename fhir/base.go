@@ -76,7 +76,9 @@ func validateBase(body []byte, wantType string, rules baseRules, keep func(resou
 	d := getDecoder()
 	defer d.release()
 	doc, ok := d.decodeFast(body)
+	badUTF8 := false // decodeFast takes UTF-8 only
 	if !ok {
+		badUTF8 = !utf8.Valid(body)
 		m, err := decodeObject(body)
 		if err != nil {
 			return nil, err
@@ -102,7 +104,7 @@ func validateBase(body []byte, wantType string, rules baseRules, keep func(resou
 	// encoding/json made each bad byte U+FFFD: the strings with one are
 	// reported where they are (a key with one is no element). Like
 	// google/fhir, the walk does not see a duplicate key's earlier value.
-	w.badUTF8 = !utf8.Valid(body)
+	w.badUTF8 = badUTF8
 	w.object(typ, doc, nil, 0, true)
 	var out error
 	switch {
