@@ -233,7 +233,7 @@ func TestDecodeFast(t *testing.T) {
 	inputs := []string{`{}`, `{"a":1}`, ` {"a":[1,2.5e-3,-0,"x",true,false,null,{}]} `, `{"a":"\u00e9\ud83d\ude00\ud800x\"\\\/\b\f\n\r\t"}`,
 		`{"a":1,"a":2}`, `{"a":"\ud800\u0041"}`, `{"a":01}`, `{"a":1.}`, `{"a":"x`, `{"a":1}{}`, `[1]`, `{"a":tru}`, "{\"a\":\"\x01\"}",
 		"{\"a\":\"\xff\"}", `{"a":"\uZZZZ"}`, `{"a" 1}`, `{"a":1,}`, `{"a":[1,]}`,
-		`{"a":1,"b":{"c":1,"c":[2]},"a":{"d":null}}`, manyKeys(40)}
+		`{"a":1,"b":{"c":1,"c":[2]},"a":{"d":null}}`, `{"\u0061":1,"b":"\n","a":2,"\u0062":[3]}`, manyKeys(40)}
 	for _, path := range corpusFiles(t)[:20] {
 		b, err := os.ReadFile(path)
 		if err != nil {
