@@ -123,8 +123,8 @@ func validateBase(body []byte, wantType string, rules baseRules, keep func(resou
 	return &Resource{Type: rt, ID: id, Raw: body, Doc: keptDoc(d, doc, rt, keep)}, nil
 }
 
-// keptDoc returns the members of doc that keep keeps (all when keep is
-// nil) and resourceType, in a map of their number.
+// keptDoc returns, in a map sized for them, resourceType and the members
+// of doc that keep keeps (all when keep is nil).
 func keptDoc(d *jsonDecoder, doc jval, rt string, keep func(resourceType, key string) bool) map[string]any {
 	members := d.members(doc)
 	var buf [32]jsonPair
