@@ -2,7 +2,6 @@ package fhir
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"math"
 	"slices"
 	"strconv"
@@ -74,16 +73,21 @@ func (c *Codec) ValidateSome(body []byte, wantType string, keep func(resourceTyp
 }
 
 func validateBase(body []byte, wantType string, rules baseRules, keep func(resourceType, key string) bool) (*Resource, error) {
-	doc, ok := decodeFast(body)
+	d := getDecoder()
+	defer d.release()
+	doc, ok := d.decodeFast(body)
+	badUTF8 := false // decodeFast takes UTF-8 only
 	if !ok {
+		badUTF8 = !utf8.Valid(body)
 		m, err := decodeObject(body)
 		if err != nil {
 			return nil, err
 		}
-		doc = fromAny(m).(*jsonObject)
+		d.reset()
+		doc = d.fromAny(m)
 	}
-	rtv, _ := doc.get("resourceType")
-	rt, _ := rtv.(string)
+	rtv, _ := d.get(doc, "resourceType")
+	rt := d.str(rtv)
 	if err := checkResourceType(rt, wantType); err != nil {
 		return nil, err
 	}
@@ -96,11 +100,11 @@ func validateBase(body []byte, wantType string, rules baseRules, keep func(resou
 		return nil, Errorf(KindInvalid, "value", "unknown resource type").At("resourceType")
 	}
 	w := walkers.Get().(*walker)
-	w.t, w.rules, w.root = t, rules, rt
+	w.t, w.d, w.rules, w.root = t, d, rules, rt
 	// encoding/json made each bad byte U+FFFD: the strings with one are
 	// reported where they are (a key with one is no element). Like
 	// google/fhir, the walk does not see a duplicate key's earlier value.
-	w.badUTF8 = !utf8.Valid(body)
+	w.badUTF8 = badUTF8
 	w.object(typ, doc, nil, 0, true)
 	var out error
 	switch {
@@ -114,26 +118,39 @@ func validateBase(body []byte, wantType string, rules baseRules, keep func(resou
 	if out != nil {
 		return nil, out
 	}
-	idv, _ := doc.get("id")
-	id, _ := idv.(string)
-	m := make(map[string]any, len(doc.members))
-	for _, p := range doc.members {
-		if keep == nil || p.k == "resourceType" || keep(rt, p.k) {
-			m[p.k] = toAny(p.v)
+	idv, _ := d.get(doc, "id")
+	id := d.str(idv)
+	return &Resource{Type: rt, ID: id, Raw: body, Doc: keptDoc(d, doc, rt, keep)}, nil
+}
+
+// keptDoc returns, in a map sized for them, resourceType and the members
+// of doc that keep keeps (all when keep is nil).
+func keptDoc(d *jsonDecoder, doc jval, rt string, keep func(resourceType, key string) bool) map[string]any {
+	members := d.members(doc)
+	var buf [32]jsonPair
+	kept := buf[:0]
+	for _, p := range members {
+		if k := d.key(p); keep == nil || k == "resourceType" || keep(rt, k) {
+			kept = append(kept, p)
 		}
 	}
-	return &Resource{Type: rt, ID: id, Raw: body, Doc: m}, nil
+	m := make(map[string]any, len(kept))
+	for _, p := range kept {
+		m[d.key(p)] = d.toAny(p.v)
+	}
+	return m
 }
 
 var walkers = sync.Pool{New: func() any { return &walker{} }}
 
 type walker struct {
 	t       *baseTable
+	d       *jsonDecoder // holds the tree walked
 	rules   baseRules
 	root    string
 	badUTF8 bool // the body is not UTF-8
 	path    []pathSeg
-	items   []item
+	members []member // the members of the objects being walked
 	// quiet counts the reasons the validation pass does not see where the
 	// walk is: in a contained resource (a protobuf Any in google/fhir, which
 	// its validation pass does not enter), or in the reference string of a
@@ -145,32 +162,50 @@ type walker struct {
 }
 
 func (w *walker) reset() {
-	w.t, w.root, w.path, w.items, w.quiet, w.refNorm, w.badUTF8 = nil, "", w.path[:0], w.items[:0], 0, false, false
+	w.t, w.d, w.root, w.path, w.members, w.quiet, w.refNorm, w.badUTF8 = nil, nil, "", w.path[:0], w.members[:0], 0, false, false
 	w.invalid, w.unprocessable = w.invalid[:0], w.unprocessable[:0]
 }
 
 // pathSeg is one step of the path: a key (idx < 0), or an index.
 // The _ of a primitive's extension key is dropped, unless raw (a key that
-// is no element).
+// is no element). The key is a string of the decoder's, so that the path
+// holds no pointers (and pushing needs no write barriers).
 type pathSeg struct {
-	key string
+	key jval
 	idx int
 	raw bool
 }
 
-// item is one key of an object being walked.
-type item struct {
-	fk   fieldKey
-	key  string
-	val  any
-	done bool
+// member is one member of an object being walked, without pointers (so
+// that w.members needs no write barriers): the index of its jsonPair in the
+// decoder's pairs and of its fieldKey in the type's keys; done once read.
+type member struct {
+	pair, key uint32
+	done      bool
 }
 
-func (w *walker) push(key string) { w.path = append(w.path, pathSeg{key: key, idx: -1}) }
+// item is one member of an object as the field reading it sees it.
+type item struct {
+	fk  fieldKey
+	key jval // a string
+	val jval
+}
+
+// item resolves m, a member of an object of type t.
+func (w *walker) item(t *btype, m member) item {
+	p := w.d.pairs[m.pair]
+	return item{fk: t.keys[m.key], key: p.key, val: p.v}
+}
+
+func (w *walker) push(key jval)   { w.path = append(w.path, pathSeg{key: key, idx: -1}) }
 func (w *walker) pushIndex(i int) { w.path = append(w.path, pathSeg{idx: i}) }
 func (w *walker) pop()            { w.path = w.path[:len(w.path)-1] }
-func (w *walker) checking() bool  { return w.quiet == 0 }
-func (w *walker) google() bool    { return w.rules.google }
+
+// pushName pushes a key that is not the document's (an error's).
+func (w *walker) pushName(name string) { w.push(w.d.held(jString, name)) }
+
+func (w *walker) checking() bool { return w.quiet == 0 }
+func (w *walker) google() bool   { return w.rules.google }
 func (w *walker) expression() string {
 	var b strings.Builder
 	b.WriteString(w.root)
@@ -182,10 +217,10 @@ func (w *walker) expression() string {
 			continue
 		}
 		b.WriteByte('.')
-		if s.raw {
-			b.WriteString(s.key)
+		if k := w.d.text(s.key); s.raw {
+			b.WriteString(k)
 		} else {
-			b.WriteString(strings.TrimPrefix(s.key, "_"))
+			b.WriteString(strings.TrimPrefix(k, "_"))
 		}
 	}
 	return b.String()
@@ -205,10 +240,11 @@ func (w *walker) validationError(code, diagnostics string) {
 }
 
 // lookup finds the field a JSON key names, as google/fhir does: its first
-// letter (after a leading _) may be upper case.
-func (t *btype) lookup(k string) (fieldKey, bool) {
-	if fk, ok := t.fields[k]; ok {
-		return fk, true
+// letter (after a leading _) may be upper case. It returns the index of its
+// fieldKey in t.keys.
+func (t *btype) lookup(k string) (uint32, bool) {
+	if i, ok := t.table.get(k); ok {
+		return i, true
 	}
 	i := 0
 	if strings.HasPrefix(k, "_") {
@@ -219,48 +255,43 @@ func (t *btype) lookup(k string) (fieldKey, bool) {
 		if len(k) <= len(buf) {
 			b := append(buf[:0], k...)
 			b[i] += 'a' - 'A'
-			fk, ok := t.fields[string(b)]
+			fk, ok := t.table.get(string(b))
 			return fk, ok
 		}
-		fk, ok := t.fields[k[:i]+strings.ToLower(k[i:i+1])+k[i+1:]]
+		fk, ok := t.table.get(k[:i] + strings.ToLower(k[i:i+1]) + k[i+1:])
 		return fk, ok
 	}
-	return fieldKey{}, false
+	return 0, false
 }
 
 // object walks the JSON objects that make up one message of type t
 // (usually one; more when case variants of a key name the same repeated
 // field and their elements merge). dots is the depth google/fhir counts.
-func (w *walker) object(t *btype, obj *jsonObject, more []*jsonObject, dots int, resource bool) {
+func (w *walker) object(t *btype, obj jval, more []jval, dots int, resource bool) {
 	if dots > maxNestingDepth {
 		w.readError("value", "element exceeds the maximum nesting depth of "+strconv.Itoa(maxNestingDepth))
 		return
 	}
 	norm := w.refNorm
 	w.refNorm = false
-	base := len(w.items)
+	base := len(w.members)
 	w.collect(t, obj, resource)
 	for _, m := range more {
 		w.collect(t, m, resource)
 	}
 	var present uint64
-	for i := base; i < len(w.items); i++ {
-		if w.items[i].done {
+	var buf [4]item
+	for i := base; i < len(w.members); i++ {
+		if w.members[i].done {
 			continue
 		}
-		f := w.items[i].fk.f
-		var group []item
-		for j := i + 1; j < len(w.items); j++ {
-			if w.items[j].fk.f == f {
-				if group == nil {
-					group = append(group, w.items[i])
-				}
-				group = append(group, w.items[j])
-				w.items[j].done = true
+		f := t.keys[w.members[i].key].f
+		group := append(buf[:0], w.item(t, w.members[i]))
+		for j := i + 1; j < len(w.members); j++ {
+			if t.keys[w.members[j].key].f == f {
+				group = append(group, w.item(t, w.members[j]))
+				w.members[j].done = true
 			}
-		}
-		if group == nil {
-			group = w.items[i : i+1 : i+1]
 		}
 		quiet := norm && f == t.refURI
 		if quiet {
@@ -273,30 +304,31 @@ func (w *walker) object(t *btype, obj *jsonObject, more []*jsonObject, dots int,
 			w.quiet--
 		}
 	}
-	w.items = w.items[:base]
+	w.members = w.members[:base]
 	for _, f := range t.required {
 		if present&(1<<f.reqBit) == 0 && !f.scalar {
-			w.push(f.name)
+			w.pushName(f.name)
 			w.validationError("required", "missing required element "+strconv.Quote(f.name))
 			w.pop()
 		}
 	}
 }
 
-func (w *walker) collect(t *btype, obj *jsonObject, resource bool) {
-	for _, p := range obj.members {
-		k, v := p.k, p.v
+func (w *walker) collect(t *btype, obj jval, resource bool) {
+	for i := obj.a; i < obj.b; i++ {
+		kv := w.d.pairs[i].key
+		k := w.d.text(kv)
 		if resource && k == "resourceType" {
 			continue
 		}
 		fk, ok := t.lookup(k)
 		if !ok {
-			w.path = append(w.path, pathSeg{key: k, idx: -1, raw: true})
+			w.path = append(w.path, pathSeg{key: kv, idx: -1, raw: true})
 			w.readError("structure", "unknown element "+strconv.Quote(k))
 			w.pop()
 			continue
 		}
-		w.items = append(w.items, item{fk: fk, key: k, val: v})
+		w.members = append(w.members, member{pair: i, key: fk})
 	}
 }
 
@@ -367,7 +399,7 @@ func (w *walker) single(ft *bfield, group []item, dots int) {
 		return
 	}
 	if t.kind == kPrimitive {
-		var value any
+		var value jval
 		valued := false
 		for i, it := range group {
 			if i > 0 {
@@ -386,16 +418,15 @@ func (w *walker) single(ft *bfield, group []item, dots int) {
 // repeated reads a field that holds an array (and its _extension array, or
 // case variants, merged element by element).
 func (w *walker) repeated(ft *bfield, group []item, dots int) bool {
-	var arrays [4][]any
+	var arrays [4][]jval
 	lists := arrays[:0]
 	for _, it := range group {
-		a, ok := it.val.([]any)
-		if !ok {
+		if it.val.kind != jArray {
 			w.path[len(w.path)-1].key = it.key
 			w.readError("value", "expected an array")
 			return true
 		}
-		lists = append(lists, a)
+		lists = append(lists, w.d.elems(it.val))
 	}
 	n := len(lists[0])
 	present := false
@@ -422,14 +453,14 @@ func (w *walker) repeated(ft *bfield, group []item, dots int) bool {
 }
 
 // primitiveElement reads index i of the arrays of a primitive element.
-func (w *walker) primitiveElement(t *btype, group []item, lists [][]any, i, dots int) {
-	var value any
+func (w *walker) primitiveElement(t *btype, group []item, lists [][]jval, i, dots int) {
+	var value jval
 	valued := false
 	keyAt := len(w.path) - 2
 	for k, a := range lists {
 		w.path[keyAt].key = group[k].key
 		v := a[i]
-		if v == nil && !w.google() && w.pairedValue(lists, k, i) {
+		if v.kind == jNull && !w.google() && w.pairedValue(lists, k, i) {
 			continue
 		}
 		if got, ok := w.primitive(t, v, dots); ok {
@@ -442,9 +473,9 @@ func (w *walker) primitiveElement(t *btype, group []item, lists [][]any, i, dots
 
 // pairedValue reports whether another of the arrays has a non-null value
 // at index i.
-func (w *walker) pairedValue(lists [][]any, k, i int) bool {
+func (w *walker) pairedValue(lists [][]jval, k, i int) bool {
 	for j, a := range lists {
-		if j != k && a[i] != nil {
+		if j != k && a[i].kind != jNull {
 			return true
 		}
 	}
@@ -453,15 +484,14 @@ func (w *walker) pairedValue(lists [][]any, k, i int) bool {
 
 // mergedElement reads index i of several arrays of a complex element
 // (case variants of its key): their objects merge into one.
-func (w *walker) mergedElement(ft *bfield, t *btype, group []item, lists [][]any, i, dots int) {
-	objs := make([]*jsonObject, 0, len(lists))
+func (w *walker) mergedElement(ft *bfield, t *btype, group []item, lists [][]jval, i, dots int) {
+	objs := make([]jval, 0, len(lists))
 	for _, a := range lists {
-		o, ok := a[i].(*jsonObject)
-		if !ok {
+		if a[i].kind != jObject {
 			w.readError("value", "expected a JSON object")
 			return
 		}
-		objs = append(objs, o)
+		objs = append(objs, a[i])
 	}
 	if t.kind != kComplex && t.kind != kReference {
 		w.element(ft, t, group[0].key, objs[0], dots)
@@ -471,9 +501,8 @@ func (w *walker) mergedElement(ft *bfield, t *btype, group []item, lists [][]any
 }
 
 // element reads one value of a complex, reference or resource type.
-func (w *walker) element(ft *bfield, t *btype, key string, v any, dots int) {
-	obj, ok := v.(*jsonObject)
-	if !ok {
+func (w *walker) element(ft *bfield, t *btype, key jval, obj jval, dots int) {
+	if obj.kind != jObject {
 		w.readError("value", "expected a JSON object")
 		return
 	}
@@ -481,7 +510,7 @@ func (w *walker) element(ft *bfield, t *btype, key string, v any, dots int) {
 	case kContained:
 		w.resource(t, obj, dots)
 	case kAny:
-		if key != "contained" {
+		if w.d.text(key) != "contained" {
 			w.object(t, obj, nil, dots, false)
 			return
 		}
@@ -496,16 +525,16 @@ func (w *walker) element(ft *bfield, t *btype, key string, v any, dots int) {
 }
 
 // resource reads a contained resource or a Bundle entry's resource.
-func (w *walker) resource(t *btype, obj *jsonObject, dots int) {
-	rtv, ok := obj.get("resourceType")
+func (w *walker) resource(t *btype, obj jval, dots int) {
+	rtv, ok := w.d.get(obj, "resourceType")
 	if !ok {
 		w.readError("value", `missing required element "resourceType"`)
 		return
 	}
-	rt, ok := rtv.(string)
+	rt, ok := w.d.str(rtv), rtv.kind == jString
 	typ := t.resources[rt]
 	if typ == nil {
-		w.push("resourceType")
+		w.pushName("resourceType")
 		if ok {
 			w.readError("value", "unknown resource type")
 		} else {
@@ -522,41 +551,41 @@ func (w *walker) resource(t *btype, obj *jsonObject, dots int) {
 // (dropping the reference string and its extensions, which its validation
 // pass then never sees, and checking the version as an id); the type must
 // be one the element allows.
-func (w *walker) reference(ft *bfield, t *btype, obj *jsonObject, dots int) {
+func (w *walker) reference(ft *bfield, t *btype, obj jval, dots int) {
 	var set *bfield
-	var setKey string
+	var setKey, setVal jval
 	single := true
-	for _, p := range obj.members {
-		k := p.k
-		fk, ok := t.lookup(k)
+	for _, p := range w.d.members(obj) {
+		k := w.d.key(p)
+		i, ok := t.lookup(k)
 		if !ok {
 			continue
 		}
-		if _, oneof := t.refOneof[fk.f]; !oneof {
+		fk := t.keys[i]
+		if !fk.f.refOneof {
 			continue
 		}
 		if set != nil && set != fk.f {
 			single = false // google/fhir keeps whichever it read last
 		}
 		if set = fk.f; !fk.ext {
-			setKey = k
+			setKey, setVal = p.key, p.v
 		}
 	}
 	refType, fragment, history, relative := "", "", "", false
 	if set != nil && single {
-		refType = t.refOneof[set]
+		refType = set.refOneofType
 		if set == t.refURI {
-			v, _ := obj.get(setKey)
-			s, _ := v.(string)
+			s := w.d.str(setVal)
 			if strings.HasPrefix(s, "#") {
 				fragment, w.refNorm = s[1:], true
-			} else if typ, hist, ok := relativeType(s); ok && (w.t.r4Ref[typ] || w.t.stu3Only[typ]) {
+			} else if typ, hist, ok := relativeType(s); ok && w.t.refKind(typ) != 0 {
 				refType, history, relative, w.refNorm = typ, hist, true, true
 			}
 		}
 	}
 	w.object(t, obj, nil, dots, false)
-	if relative && w.t.stu3Only[refType] {
+	if relative && w.t.refKind(refType) == refSTU3Only {
 		w.push(setKey)
 		w.readError("value", "invalid reference: "+strconv.Quote(refType)+" is not an R4 resource type")
 		w.pop()
@@ -598,25 +627,25 @@ func relativeType(s string) (typ, history string, ok bool) {
 
 // primitive reads one JSON value of a primitive type and returns its value
 // (false when it has none: an object of id and extensions, or an error).
-func (w *walker) primitive(t *btype, v any, dots int) (any, bool) {
-	switch x := v.(type) {
-	case *jsonObject:
-		w.object(t, x, nil, dots, false)
+func (w *walker) primitive(t *btype, v jval, dots int) (jval, bool) {
+	switch v.kind {
+	case jObject:
+		w.object(t, v, nil, dots, false)
 		if t.noExtension {
 			// google/fhir fails to mark it as having no value.
 			w.readError("value", "expected "+primName(t.prim))
 		}
-		return nil, false
-	case []any:
+		return jval{}, false
+	case jArray:
 		w.readError("value", "expected a primitive value, not an array")
-		return nil, false
-	case nil:
+		return jval{}, false
+	case jNull:
 		w.readError("value", "expected "+primName(t.prim)+", not null")
-		return nil, false
+		return jval{}, false
 	}
 	if msg := w.readPrimitive(t, v); msg != "" {
 		w.readError("value", msg)
-		return nil, false
+		return jval{}, false
 	}
 	return v, true
 }
@@ -661,32 +690,32 @@ func primName(p primKind) string {
 
 // readPrimitive checks a JSON string, number or boolean as google/fhir's
 // parsePrimitiveType does, and returns what is wrong ("" for nothing).
-func (w *walker) readPrimitive(t *btype, v any) string {
-	s, isString := v.(string)
+func (w *walker) readPrimitive(t *btype, v jval) string {
+	s, isString := w.d.str(v), v.kind == jString
 	if isString && w.badUTF8 && strings.ContainsRune(s, utf8.RuneError) {
 		return "expected UTF-8 encoding"
 	}
 	switch t.prim {
 	case pBoolean:
-		if _, ok := v.(bool); ok {
+		if v.kind == jTrue || v.kind == jFalse {
 			return ""
 		}
 		return "expected a boolean"
 	case pDecimal:
-		if _, ok := v.(json.Number); ok {
+		if v.kind == jNumber {
 			return ""
 		}
 		return "expected a decimal"
 	case pInteger:
-		if n, ok := v.(json.Number); ok && !strings.ContainsAny(string(n), ".eE") {
+		if n, ok := string(w.d.num(v)), v.kind == jNumber; ok && !strings.ContainsAny(n, ".eE") {
 			if _, err := strconv.ParseInt(string(n), 10, 32); err == nil {
 				return ""
 			}
 		}
 		return "expected an integer"
 	case pPositiveInt, pUnsignedInt:
-		n, ok := v.(json.Number)
-		if !ok || !unsignedDigits(string(n), t.prim == pPositiveInt) {
+		n, ok := string(w.d.num(v)), v.kind == jNumber
+		if !ok || !unsignedDigits(n, t.prim == pPositiveInt) {
 			return "expected " + primName(t.prim)
 		}
 		if _, err := strconv.ParseUint(string(n), 10, 32); err != nil {
@@ -774,12 +803,12 @@ func (t *btype) enumCode(s string) bool {
 
 // checkValue runs google/fhir's validation pass on a primitive's value.
 // valued is false for a primitive given only as extensions.
-func (w *walker) checkValue(t *btype, v any, valued bool) {
+func (w *walker) checkValue(t *btype, v jval, valued bool) {
 	if !w.checking() {
 		return
 	}
 	if t.valueRequired {
-		if s, _ := v.(string); s == "" {
+		if w.d.str(v) == "" {
 			w.validationError("required", "missing required value")
 			return
 		}
@@ -791,7 +820,7 @@ func (w *walker) checkValue(t *btype, v any, valued bool) {
 		// google/fhir checks the empty value of a primitive without one.
 		switch t.prim {
 		case pString, pURI:
-			v = ""
+			v = jval{kind: jString}
 		case pCode, pID, pOid, pUUID:
 			w.validationError("invalid", "invalid "+primName(t.prim)+" format")
 			return
@@ -801,34 +830,34 @@ func (w *walker) checkValue(t *btype, v any, valued bool) {
 	}
 	switch t.prim {
 	case pString:
-		s, _ := v.(string)
+		s := w.d.str(v)
 		if len(s) > maxStringSize {
 			w.validationError("invalid", "string exceeds the maximum size of 1 MiB")
 		} else if !validChars(s) {
 			w.validationError("invalid", "string contains invalid characters")
 		}
 	case pCode:
-		if s, _ := v.(string); !validCode(s) {
+		if s := w.d.str(v); !validCode(s) {
 			w.validationError("invalid", "invalid code format")
 		}
 	case pID:
-		if s, _ := v.(string); !validID(s) {
+		if s := w.d.str(v); !validID(s) {
 			w.validationError("invalid", "invalid id format")
 		}
 	case pOid:
-		if s, _ := v.(string); !w.t.oidRE.MatchString(s) {
+		if s := w.d.str(v); !w.t.oidRE.MatchString(s) {
 			w.validationError("invalid", "invalid oid format")
 		}
 	case pUUID:
-		if s, _ := v.(string); !w.t.uuidRE.MatchString(s) {
+		if s := w.d.str(v); !w.t.uuidRE.MatchString(s) {
 			w.validationError("invalid", "invalid uuid format")
 		}
 	case pURI:
-		if s, _ := v.(string); !validURI(s) {
+		if s := w.d.str(v); !validURI(s) {
 			w.validationError("invalid", "invalid uri")
 		}
 	case pPositiveInt, pUnsignedInt:
-		if n, _ := v.(json.Number); len(n) >= 10 {
+		if n := w.d.num(v); len(n) >= 10 {
 			if u, err := strconv.ParseUint(string(n), 10, 32); err == nil && u > math.MaxInt32 {
 				w.validationError("invalid", primName(t.prim)+" out of range (at most 2,147,483,647)")
 			}

@@ -233,7 +233,7 @@ func TestDecodeFast(t *testing.T) {
 	inputs := []string{`{}`, `{"a":1}`, ` {"a":[1,2.5e-3,-0,"x",true,false,null,{}]} `, `{"a":"\u00e9\ud83d\ude00\ud800x\"\\\/\b\f\n\r\t"}`,
 		`{"a":1,"a":2}`, `{"a":"\ud800\u0041"}`, `{"a":01}`, `{"a":1.}`, `{"a":"x`, `{"a":1}{}`, `[1]`, `{"a":tru}`, "{\"a\":\"\x01\"}",
 		"{\"a\":\"\xff\"}", `{"a":"\uZZZZ"}`, `{"a" 1}`, `{"a":1,}`, `{"a":[1,]}`,
-		`{"a":1,"b":{"c":1,"c":[2]},"a":{"d":null}}`, manyKeys(40)}
+		`{"a":1,"b":{"c":1,"c":[2]},"a":{"d":null}}`, `{"\u0061":1,"b":"\n","a":2,"\u0062":[3]}`, manyKeys(40)}
 	for _, path := range corpusFiles(t)[:20] {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -247,7 +247,7 @@ func TestDecodeFast(t *testing.T) {
 }
 
 // manyKeys is an object of n members whose keys repeat (k0 to k{n/2-1},
-// twice), large enough for uniqueMembers to index them with a map.
+// twice), large enough for appendUnique to index them with a map.
 func manyKeys(n int) string {
 	var b strings.Builder
 	b.WriteByte('{')
@@ -262,22 +262,23 @@ func manyKeys(n int) string {
 }
 
 // repeatedKey returns a key that an object within v holds twice, or "".
-func repeatedKey(v any) string {
-	switch x := v.(type) {
-	case *jsonObject:
+func repeatedKey(d *jsonDecoder, v jval) string {
+	switch v.kind {
+	case jObject:
 		seen := map[string]bool{}
-		for _, p := range x.members {
-			if seen[p.k] {
-				return p.k
+		for _, p := range d.members(v) {
+			k := d.key(p)
+			if seen[k] {
+				return k
 			}
-			seen[p.k] = true
-			if k := repeatedKey(p.v); k != "" {
+			seen[k] = true
+			if k := repeatedKey(d, p.v); k != "" {
 				return k
 			}
 		}
-	case []any:
-		for _, e := range x {
-			if k := repeatedKey(e); k != "" {
+	case jArray:
+		for _, e := range d.elems(v) {
+			if k := repeatedKey(d, e); k != "" {
 				return k
 			}
 		}
@@ -287,7 +288,9 @@ func repeatedKey(v any) string {
 
 func checkDecodeFast(t *testing.T, body []byte) {
 	t.Helper()
-	fast, ok := decodeFast(body)
+	d := getDecoder()
+	defer d.release()
+	fast, ok := d.decodeFast(body)
 	slow, err := decodeObject(body)
 	if !ok {
 		return // declined: Validate uses decodeObject
@@ -295,13 +298,14 @@ func checkDecodeFast(t *testing.T, body []byte) {
 	if err != nil {
 		t.Fatalf("decodeFast took %q, which encoding/json refuses: %v", body, err)
 	}
-	if got := toAny(fast); !reflect.DeepEqual(got, slow) {
+	if got := d.toAny(fast); !reflect.DeepEqual(got, slow) {
 		t.Fatalf("decodeFast(%q) = %v, encoding/json: %v", body, got, slow)
 	}
-	if k := repeatedKey(fast); k != "" {
+	if k := repeatedKey(d, fast); k != "" {
 		t.Fatalf("decodeFast(%q) holds key %q twice in one object", body, k)
 	}
-	if again := fromAny(slow); !reflect.DeepEqual(toAny(again), slow) {
+	d.reset()
+	if again := d.fromAny(slow); !reflect.DeepEqual(d.toAny(again), slow) {
 		t.Fatalf("fromAny(%v) does not turn back into it", slow)
 	}
 }
@@ -389,4 +393,25 @@ func BenchmarkValidate(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestValidDay: the dates the pattern takes are the ones time.Parse takes
+// with google/fhir's layout, on every month and day of years that are and
+// are not leap years.
+func TestValidDay(t *testing.T) {
+	for _, year := range []string{"0000", "0001", "0004", "0100", "1900", "2000", "2021", "2024", "9999"} {
+		for month := 0; month <= 13; month++ {
+			for day := 0; day <= 39; day++ {
+				s := fmt.Sprintf("%s-%02d-%02d", year, month, day)
+				if got, want := validDate(s), googleDate("date", s); got != want {
+					t.Errorf("date %q: %v, google/fhir %v", s, got, want)
+				}
+				for _, clock := range []string{"T10:00:00Z", "T23:59:59.5+01:00", "T00:00:00-14:00"} {
+					if got, want := validDateTime(s+clock), googleDate("dateTime", s+clock); got != want {
+						t.Errorf("dateTime %q: %v, google/fhir %v", s+clock, got, want)
+					}
+				}
+			}
+		}
+	}
 }

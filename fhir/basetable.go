@@ -63,16 +63,17 @@ type btype struct {
 	name     string
 	kind     msgKind
 	prim     primKind
-	fields   map[string]fieldKey // by JSON name as google/fhir's FieldMap has them
-	required []*bfield           // REQUIRED_BY_FHIR
+	fields   map[string]uint32 // index in keys, by JSON name as google/fhir's FieldMap has them
+	keys     []fieldKey        // what the JSON names of fields map to
+	table    keyTable          // fields, for lookup
+	required []*bfield         // REQUIRED_BY_FHIR
 	// pEnum: the enum value names (upper case, '_' for '-') other than the
 	// zero value, and the original codes of values whose name differs.
 	enumNames, enumCodes map[string]bool
 	// kContained, kAny: the resource types by name.
 	resources map[string]*btype
 	// kReference: the oneof fields of the reference (uri, fragment, xxxId).
-	refOneof map[*bfield]string // field → resource type ("" for uri and fragment)
-	refURI   *bfield
+	refURI *bfield
 	// kPrimitive: the value is required (a scalar field, present when not
 	// empty), or there is no extension element.
 	valueRequired, noExtension bool
@@ -87,6 +88,10 @@ type bfield struct {
 	choice   bool   // a choice type: the key names the alternative
 	refTypes []string
 	reqBit   int // bit in the required mask, or -1
+	// refOneof: a field of a Reference's oneof (uri, fragment, xxxId), of
+	// a typed id of resource type refOneofType ("" for uri and fragment).
+	refOneof     bool
+	refOneofType string
 }
 
 // fieldKey is what a JSON key maps to: a field, and for a choice key the
@@ -104,7 +109,21 @@ type baseTable struct {
 	stu3Only map[string]bool
 	// r4Ref: the resource types an R4 Reference has a typed id for.
 	r4Ref                       map[string]bool
+	refKinds                    keyTable // r4Ref and stu3Only, for refKind
 	codeRE, idRE, oidRE, uuidRE *regexp.Regexp
+}
+
+// The kinds of reference type refKind tells.
+const (
+	refR4       = 1 // in r4Ref
+	refSTU3Only = 2 // in stu3Only
+)
+
+// refKind returns whether typ is in r4Ref (refR4), in stu3Only
+// (refSTU3Only) or neither (0).
+func (t *baseTable) refKind(typ string) uint32 {
+	k, _ := t.refKinds.get(typ)
+	return k
 }
 
 var loadBaseTable = sync.OnceValues(buildBaseTable)
@@ -122,6 +141,14 @@ func buildBaseTable() (*baseTable, error) {
 			t.stu3Only[typ] = true
 		}
 	}
+	kinds := map[string]uint32{}
+	for typ := range t.r4Ref {
+		kinds[typ] = refR4
+	}
+	for typ := range t.stu3Only {
+		kinds[typ] = refSTU3Only
+	}
+	t.refKinds = newKeyTable(kinds)
 	for _, r := range []struct {
 		re **regexp.Regexp
 		m  proto.Message
@@ -189,25 +216,26 @@ func (b *tableBuilder) message(d protoreflect.MessageDescriptor) *btype {
 	case proto.HasExtension(d.Options(), apb.E_FhirReferenceType):
 		t.kind = kReference
 	}
-	t.fields = map[string]fieldKey{}
+	t.fields = map[string]uint32{}
 	fields := d.Fields()
 	for i := 0; i < fields.Len(); i++ {
 		fd := fields.Get(i)
 		f := b.field(fd)
 		if isChoice(fd.Message()) {
 			choice := b.message(fd.Message())
-			for name, alt := range choice.fields {
+			for name, i := range choice.fields {
+				alt := choice.keys[i]
 				key := fd.JSONName() + strings.ToUpper(name[:1]) + name[1:]
 				if alt.ext {
 					key = "_" + fd.JSONName() + strings.ToUpper(name[1:2]) + name[2:]
 				}
-				t.fields[key] = fieldKey{f: f, alt: alt.f, ext: alt.ext}
+				t.addKey(key, fieldKey{f: f, alt: alt.f, ext: alt.ext})
 			}
 			f.choice = true
 		} else {
-			t.fields[fd.JSONName()] = fieldKey{f: f}
+			t.addKey(fd.JSONName(), fieldKey{f: f})
 			if f.typ != nil && f.typ.kind == kPrimitive {
-				t.fields["_"+fd.JSONName()] = fieldKey{f: f, ext: true}
+				t.addKey("_"+fd.JSONName(), fieldKey{f: f, ext: true})
 			}
 		}
 		if req, _ := proto.GetExtension(fd.Options(), apb.E_ValidationRequirement).(apb.Requirement); req == apb.Requirement_REQUIRED_BY_FHIR {
@@ -235,13 +263,12 @@ func (b *tableBuilder) message(d protoreflect.MessageDescriptor) *btype {
 		}
 	}
 	if t.kind == kReference {
-		t.refOneof = map[*bfield]string{}
 		oneof := d.Oneofs().ByName("reference").Fields()
 		for i := 0; i < oneof.Len(); i++ {
 			fd := oneof.Get(i)
-			f := t.fields[fd.JSONName()].f
+			f := t.keys[t.fields[fd.JSONName()]].f
 			typ, _ := proto.GetExtension(fd.Options(), apb.E_ReferencedFhirType).(string)
-			t.refOneof[f] = typ
+			f.refOneof, f.refOneofType = true, typ
 			if fd.Name() == "uri" {
 				t.refURI = f
 			}
@@ -250,7 +277,14 @@ func (b *tableBuilder) message(d protoreflect.MessageDescriptor) *btype {
 			b.err = fmt.Errorf("fhir: reference type %s has no uri field", d.FullName())
 		}
 	}
+	t.table = newKeyTable(t.fields)
 	return t
+}
+
+// addKey makes JSON name k map to fk.
+func (t *btype) addKey(k string, fk fieldKey) {
+	t.fields[k] = uint32(len(t.keys))
+	t.keys = append(t.keys, fk)
 }
 
 func (b *tableBuilder) field(fd protoreflect.FieldDescriptor) *bfield {
