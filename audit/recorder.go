@@ -195,21 +195,17 @@ func (r *Recorder) RecordAll(ctx context.Context, evs []Event) error {
 	}
 	if len(r.queue) == 0 && r.expected.Load() <= int64(r.lingerAbove) && r.cmu.TryLock() {
 		// Nothing to group with, and no batch being written: commit
-		// here, sparing the hand-offs to the writer goroutine and back.
+		// here, sparing the hand-offs to the run goroutine and back.
 		// Close waits for this (r.mu).
 		r.commit([]*pending{p})
 		r.cmu.Unlock()
-		r.mu.RUnlock()
-		if err := <-p.reply; err != nil {
-			return unavailable(err)
+	} else {
+		select {
+		case r.queue <- p:
+		case <-ctx.Done():
+			r.mu.RUnlock()
+			return unavailable(ctx.Err())
 		}
-		return nil
-	}
-	select {
-	case r.queue <- p:
-	case <-ctx.Done():
-		r.mu.RUnlock()
-		return unavailable(ctx.Err())
 	}
 	r.mu.RUnlock()
 	// Once queued, the events are written even if ctx ends: wait for the

@@ -82,20 +82,19 @@ func (s *Store) do(ctx context.Context, o *op) result {
 	}
 	if len(s.queue) == 0 && s.wmu.TryLock() {
 		// The writer is idle: commit here, sparing the hand-offs to the
-		// writer goroutine and back (two goroutine wake-ups, a tenth of a
-		// lone AuditEvent's wait). Close waits for this (s.mu).
+		// writer goroutine and back. Close waits for this (s.mu).
 		s.commit([]*op{o})
 		s.wmu.Unlock()
 		s.mu.RUnlock()
-		return <-o.done
+		return <-o.done // answered by the commit
 	}
 	select {
 	case s.queue <- o:
-		s.mu.RUnlock()
 	case <-ctx.Done():
 		s.mu.RUnlock()
 		return result{err: ctx.Err()}
 	}
+	s.mu.RUnlock()
 	select {
 	case r := <-o.done:
 		return r
