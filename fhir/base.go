@@ -42,6 +42,9 @@ import (
 //     raw bytes between the quotes, so "\/" failed).
 //  4. An empty code is not a code of a required binding (google/fhir reads
 //     "" as its enum's zero value, so "status": "" passed).
+//  5. Contained resources get the validation pass too (required elements,
+//     reference types, formats), as HAPI gives them; google/fhir keeps them
+//     as a protobuf Any, which its validation pass does not enter.
 
 // maxNestingDepth bounds the nesting of elements, as Codec's unmarshaller:
 // deeper is an error.
@@ -514,9 +517,11 @@ func (w *walker) element(ft *bfield, t *btype, key jval, obj jval, dots int) {
 			w.object(t, obj, nil, dots, false)
 			return
 		}
-		w.quiet++
+		if w.google() {
+			w.quiet++
+			defer func() { w.quiet-- }()
+		}
 		w.resource(t, obj, dots)
-		w.quiet--
 	case kReference:
 		w.reference(ft, t, obj, dots)
 	default:

@@ -33,6 +33,12 @@ func TestBaseDeliberateDifferences(t *testing.T) {
 			0, `JSON's "\/" is "/": google/fhir checks the raw bytes`},
 		{"empty code of a required binding", `{"resourceType":"Patient","gender":""}`,
 			KindInvalid, `google/fhir reads "" as the enum's zero value, which is no code`},
+		{"contained resource without a required element", `{"resourceType":"MedicationDispense","status":"completed","medicationReference":{"reference":"#rx"},` +
+			`"contained":[{"resourceType":"MedicationRequest","id":"rx","status":"active","subject":{"reference":"Patient/p"},"medicationCodeableConcept":{"text":"x"}}]}`,
+			KindUnprocessable, "HAPI validates contained resources; google/fhir's validation pass does not enter them"},
+		{"contained resource with a malformed id", `{"resourceType":"MedicationDispense","status":"completed","medicationReference":{"reference":"#m"},` +
+			`"contained":[{"resourceType":"Medication","id":"m m"}]}`,
+			KindUnprocessable, "as above: the id format is checked in the validation pass"},
 		{"still invalid: null without a paired value", `{"resourceType":"Patient","name":[{"given":[null],"_given":[null]}]}`,
 			KindInvalid, "a null needs a paired value or extension"},
 		{"still invalid: null in a lone array", `{"resourceType":"Patient","name":[{"given":["Jan",null]}]}`,
@@ -93,6 +99,10 @@ func TestBaseVerdicts(t *testing.T) {
 		{"contained of unknown type", md(`,"contained":[{"resourceType":"Foo"}]`), KindInvalid, "value", "MedicationDispense.contained[0].resourceType"},
 		{"contained without resourceType", md(`,"contained":[{"id":"m"}]`), KindInvalid, "value", "MedicationDispense.contained[0]"},
 		{"unknown element in contained", md(`,"contained":[{"resourceType":"Medication","foo":1}]`), KindInvalid, "structure", "MedicationDispense.contained[0].foo"},
+		{"contained without a required element", md(`,"contained":[{"resourceType":"Medication","id":"m"},{"resourceType":"Observation","id":"o","code":{"text":"x"}}]`),
+			KindUnprocessable, "required", "MedicationDispense.contained[1].status"},
+		{"contained reference of the wrong type", md(`,"contained":[{"resourceType":"MedicationRequest","id":"rx","status":"active","intent":"order","medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Medication/1"}}]`),
+			KindUnprocessable, "value", "MedicationDispense.contained[0].subject"},
 		{"extension without url", md(`,"_status":{"extension":[{"valueString":"x"}]}`), KindUnprocessable, "required", "MedicationDispense.status.extension[0].url"},
 		{"extension array length", `{"resourceType":"Patient","name":[{"given":["a","b"],"_given":[null]}]}`, KindInvalid, "value", "Patient.name[0].given"},
 		{"empty object", `{"resourceType":"Patient","text":{}}`, KindUnprocessable, "required", "Patient.text.status"},

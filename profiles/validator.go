@@ -125,6 +125,9 @@ func (v *Validator) StructureDefinitions() []Definition {
 	return out
 }
 
+// keepNone keeps no member: a base check whose Doc is not read.
+func keepNone(string, string) bool { return false }
+
 // keepMember reports whether run can look at the top-level member key of
 // a resource of type rt from a source: meta (meta.profile names the
 // profiles to apply), the members our profiles of type rt can see, and
@@ -233,6 +236,14 @@ func (v *Validator) run(ctx context.Context, body []byte, profileURL string, sou
 		res, err = v.base.ValidateSome(body, "", v.keep)
 	} else {
 		res, err = v.parser.Parse(body, "")
+		if err == nil && v.base != nil {
+			// The base walk's deliberate differences (fhir/base.go) hold
+			// for writes too: it validates contained resources, which
+			// google/fhir's validation pass does not enter.
+			if _, berr := v.base.ValidateSome(body, "", keepNone); berr != nil {
+				res, err = nil, berr
+			}
+		}
 	}
 	var doc map[string]any
 	raw := body // the resource's JSON, for the invariants

@@ -240,6 +240,11 @@ func TestCheck(t *testing.T) {
 		{"not JSON", `{"resourceType": "Patient",`, ProfileIndexPatient, fhir.KindInvalid},
 		{"no resourceType", `{"id": "x"}`, "", fhir.KindInvalid},
 		{"valid consent with warning", string(mustRead(t, "consent-valid.json")), ProfileConsent, -1},
+		// google/fhir's parser does not look into contained resources; the
+		// base walk does, for writes as for sources (fhir/base.go, 5).
+		{"contained without a required element", `{"resourceType":"Consent","status":"active","scope":{"text":"x"},"category":[{"text":"x"}],` +
+			`"contained":[{"resourceType":"Observation","id":"o","code":{"text":"x"}}]}`, "", fhir.KindUnprocessable},
+		{"empty code of a required binding", `{"resourceType":"Consent","status":"","scope":{"text":"x"},"category":[{"text":"x"}]}`, "", fhir.KindInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -426,5 +431,33 @@ func TestCheckParserFault(t *testing.T) {
 	issues := v.Validate(context.Background(), mustRead(t, "patient-valid.json"), "")
 	if !HasErrors(issues) {
 		t.Errorf("Validate with a failing parser: %+v", issues)
+	}
+}
+
+// TestSourceContained: a source's dispense whose contained resource lacks
+// a required element is invalid, with the issue where it is (google/fhir
+// would have let it through).
+func TestSourceContained(t *testing.T) {
+	v := MustNewValidator(t)
+	var md map[string]any
+	if err := json.Unmarshal(mustRead(t, "md-valid.json"), &md); err != nil {
+		t.Fatal(err)
+	}
+	md["contained"] = []any{map[string]any{"resourceType": "MedicationRequest", "id": "rx", "status": "active",
+		"subject": map[string]any{"reference": "Patient/p"}, "medicationCodeableConcept": map[string]any{"text": "x"}}}
+	body, err := json.Marshal(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issues := v.ValidateSourceResource(context.Background(), body)
+	if !HasErrors(issues) {
+		t.Fatalf("no error for a contained MedicationRequest without intent: %v", issues)
+	}
+	found := false
+	for _, is := range issues {
+		found = found || (is.Code == "required" && len(is.Expression) > 0 && is.Expression[0] == "MedicationDispense.contained[0].intent")
+	}
+	if !found {
+		t.Errorf("issues %v, want required at MedicationDispense.contained[0].intent", issues)
 	}
 }
