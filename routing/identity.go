@@ -317,9 +317,10 @@ func bsnsIn(params []fhir.Param) []string {
 	return out
 }
 
-// errSeveralPatients refuses a search about more than one patient: its
-// AuditEvent names one patient, and each patient's access log must show
-// every search about them.
+// errSeveralPatients refuses a search that names more than one patient:
+// each patient's access log must show every search about them, and each
+// of their AuditEvents records the query as sent, which would show them
+// the other patients' BSNs.
 var errSeveralPatients = fhir.Errorf(fhir.KindInvalid, "not-supported", "a search may name one patient (BSN) at most: search once per patient")
 
 // agentOf is the AuditEvent agent of the request.
