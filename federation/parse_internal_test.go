@@ -77,22 +77,30 @@ func TestParseSearchset(t *testing.T) {
 	}
 }
 
+// typicalDispense is the profiles' typical MedicationDispense fixture,
+// compact, as sources send it.
+func typicalDispense(tb testing.TB) []byte {
+	tb.Helper()
+	md, err := os.ReadFile(filepath.Join("..", "profiles", "testdata", "md-valid.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, md); err != nil {
+		tb.Fatal(err)
+	}
+	return compact.Bytes()
+}
+
 // BenchmarkParseSearchset reads a searchset of 20 typical dispenses.
 //
 //	go test ./federation -run '^$' -bench ParseSearchset
 func BenchmarkParseSearchset(b *testing.B) {
-	md, err := os.ReadFile(filepath.Join("..", "profiles", "testdata", "md-valid.json"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, md); err != nil {
-		b.Fatal(err)
-	}
+	md := typicalDispense(b)
 	bundle := fhir.NewBundle("searchset", time.Unix(0, 0))
 	for i := range 20 {
 		bundle.Entry = append(bundle.Entry, fhir.BundleEntry{FullURL: fmt.Sprintf("https://bron.example/fhir/MedicationDispense/%d", i),
-			Resource: compact.Bytes(), Search: &fhir.EntrySearch{Mode: "match"}})
+			Resource: md, Search: &fhir.EntrySearch{Mode: "match"}})
 	}
 	body, err := bundle.Marshal()
 	if err != nil {
@@ -184,15 +192,7 @@ func TestReadAll(t *testing.T) {
 //
 //	go test ./federation -run '^$' -bench CheckShape -benchmem
 func BenchmarkCheckShape(b *testing.B) {
-	md, err := os.ReadFile(filepath.Join("..", "profiles", "testdata", "md-valid.json"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, md); err != nil {
-		b.Fatal(err)
-	}
-	body := compact.Bytes()
+	body := typicalDispense(b)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
