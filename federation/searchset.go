@@ -199,10 +199,11 @@ func (c *cursor) span() ([]byte, error) {
 	return v, nil
 }
 
-// skip reads a value that is not used, checking all of it.
+// skip reads a value that is not used, checking all of it (span has
+// checked a number or literal whole; the inside of the others is left).
 func (c *cursor) skip() error {
 	v, err := c.span()
-	if err == nil && !json.Valid(v) {
+	if err == nil && (v[0] == '"' || v[0] == '{' || v[0] == '[') && !json.Valid(v) {
 		err = errSyntax
 	}
 	return err
