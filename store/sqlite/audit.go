@@ -41,16 +41,23 @@ func follows(r store.AuditRecord, seq int64, hash string) error {
 // records or none. The whole chain is checked before anything is written,
 // so that a conflict is refused untouched.
 func (s *Store) applyAudit(ctx context.Context, rows []auditRow) error {
-	head, err := s.wmark(ctx, "head")
-	if err != nil {
-		return err
+	if !s.headKnown {
+		h, err := s.wmark(ctx, "head")
+		if err != nil {
+			return err
+		}
+		s.head, s.headKnown = h, true
 	}
+	head := s.head
 	seq, prev := head.Seq, head.Hash
 	for i := range rows {
 		if err := follows(rows[i].rec, seq, prev); err != nil {
 			return err
 		}
 		seq, prev = rows[i].rec.Seq, rows[i].rec.Hash
+	}
+	if err := s.moveHead(ctx, head, store.ChainHead{Seq: seq, Hash: prev}); err != nil {
+		return err
 	}
 	if err := s.widenDateSpan(ctx, rows); err != nil {
 		return err
@@ -71,7 +78,34 @@ func (s *Store) applyAudit(ctx context.Context, rows []auditRow) error {
 			return err
 		}
 	}
-	return s.wsetMark(ctx, "head", seq, prev)
+	s.head = store.ChainHead{Seq: seq, Hash: prev}
+	return nil
+}
+
+// moveHead moves the head mark from old, the head this writer knows, to
+// next, and fails with ErrChainConflict when the mark is no longer old.
+// The writer keeps the head between commits instead of reading it for
+// every append; another process appending to the same file meanwhile
+// (a command-line tool, which takes no serving lock) must then make this
+// append a conflict, never a fork.
+func (s *Store) moveHead(ctx context.Context, old, next store.ChainHead) error {
+	var (
+		res sql.Result
+		err error
+	)
+	if old == (store.ChainHead{}) {
+		res, err = s.wst.insHead.ExecContext(ctx, next.Seq, next.Hash)
+	} else {
+		res, err = s.wst.casHead.ExecContext(ctx, next.Seq, next.Hash, old.Seq, old.Hash)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: audit head: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		s.headKnown = false
+		return fmt.Errorf("sqlite: audit head moved since %d: %w", old.Seq, store.ErrChainConflict)
+	}
+	return nil
 }
 
 // insertAuditRows inserts up to rowsPerInsert events in one statement.
@@ -136,6 +170,8 @@ type execer interface {
 
 const (
 	selMarkSQL = `SELECT seq, hash FROM audit_marks WHERE name = ?`
+	insHeadSQL = `INSERT OR IGNORE INTO audit_marks (name, seq, hash) VALUES ('head', ?, ?)`
+	casHeadSQL = `UPDATE audit_marks SET seq = ?, hash = ? WHERE name = 'head' AND seq = ? AND hash = ?`
 	upsMarkSQL = `INSERT INTO audit_marks (name, seq, hash) VALUES (?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`
 )

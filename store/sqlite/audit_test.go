@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/schakelpunt/schakelpunt/fhir"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/schakelpunt/schakelpunt/fhir"
 	"github.com/schakelpunt/schakelpunt/store"
 	"github.com/schakelpunt/schakelpunt/store/storetest"
 )
@@ -113,6 +113,58 @@ func TestAuditRefusedLeavesNothing(t *testing.T) {
 	}
 	if rows := dumpTable(t, s, "audit_chain"); len(rows) != 3 {
 		t.Fatalf("audit_chain has %d rows, want 3", len(rows))
+	}
+}
+
+// The writer keeps the chain's head between appends. When another
+// process (a command-line tool takes no serving lock) appends to the
+// same file in between, the next append on a stale head is a chain
+// conflict, not a fork, and after reloading the head it goes on.
+func TestAuditHeadMovedByAnotherProcess(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "schakelpunt.db")
+	a := mustOpenAudit(t, path)
+	defer a.Close()
+	b := mustOpenAudit(t, path)
+	defer b.Close()
+	ctx := context.Background()
+
+	first := storetest.NewAuditRecords(t, store.ChainHead{}, 1)
+	if err := a.AppendAudit(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	head := store.ChainHead{Seq: first[0].Seq, Hash: first[0].Hash}
+	theirs := storetest.NewAuditRecords(t, head, 1)
+	if err := b.AppendAudit(ctx, theirs); err != nil {
+		t.Fatal(err)
+	}
+	ours := storetest.NewAuditRecords(t, head, 1)
+	ours[0].Write.ID = "ours-2"
+	if err := a.AppendAudit(ctx, ours); !errors.Is(err, store.ErrChainConflict) {
+		t.Fatalf("append on a head another process moved: %v, want ErrChainConflict", err)
+	}
+
+	head, err := a.AuditHead(ctx)
+	if err != nil || head.Seq != 2 || head.Hash != theirs[0].Hash {
+		t.Fatalf("AuditHead = %+v, %v; want the other process's link 2", head, err)
+	}
+	next := storetest.NewAuditRecords(t, head, 1)
+	if err := a.AppendAudit(ctx, next); err != nil {
+		t.Fatalf("append after reloading the head: %v", err)
+	}
+	got, err := a.ScanAudit(ctx, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{first[0].Write.ID, theirs[0].Write.ID, next[0].Write.ID}
+	if len(got) != len(want) {
+		t.Fatalf("%d events in the chain, want %d", len(got), len(want))
+	}
+	prev := ""
+	for i, e := range got {
+		if e.Seq != int64(i+1) || e.Prev != prev || e.Resource.ID != want[i] {
+			t.Fatalf("link %d = seq %d, prev %.8s, id %s; want seq %d, prev %.8s, id %s", i, e.Seq, e.Prev, e.Resource.ID, i+1, prev, want[i])
+		}
+		prev = e.Hash
 	}
 }
 

@@ -119,8 +119,12 @@ type Store struct {
 	// datebounds.go).
 	dateSpan dateSpan
 	tailLost bool
-	last     int64 // last assigned lastUpdated (µs); writer goroutine only
-	wargs    []any // argument buffer; writer goroutine only
+	// head is the audit chain's head mark as of the last commit while
+	// headKnown (writer only; see moveHead).
+	head      store.ChainHead
+	headKnown bool
+	last      int64 // last assigned lastUpdated (µs); writer goroutine only
+	wargs     []any // argument buffer; writer goroutine only
 
 	// Sort keys (see sortkeys.go); writer goroutine only.
 	sortParams map[string][]string // type → its date parameters

@@ -155,6 +155,7 @@ func (s *Store) commit(batch []*op) {
 			s.log.Error("commit failed", "writes", len(batch), "err", err)
 			s.listed = nil
 			s.tailLost = true
+			s.headKnown = false
 			if _, rerr := s.wst.rollback.ExecContext(ctx); rerr != nil {
 				s.log.Error("rollback failed", "err", rerr)
 			}
@@ -192,7 +193,8 @@ func (s *Store) applyOne(ctx context.Context, o *op) result {
 			s.listed = nil // it may list what the rollback undoes
 		}
 		if o.kind == opAudit {
-			s.tailLost = true // it may have flushed postings the rollback undoes
+			s.tailLost = true   // it may have flushed postings the rollback undoes
+			s.headKnown = false // it may have moved the head the rollback restores
 		}
 		if _, rerr := s.wst.rollbackTo.ExecContext(ctx); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("sqlite: rollback to savepoint: %w", rerr))
@@ -477,6 +479,7 @@ type writeStmts struct {
 	delTerm, delDates              *sql.Stmt
 	insBatch, delPosting           *sql.Stmt
 	selMark, upsMark               *sql.Stmt
+	insHead, casHead               *sql.Stmt
 	insTerms, insDates             [rowsPerInsert + 1]*sql.Stmt // by number of rows
 	insAudit, insPosting           [rowsPerInsert + 1]*sql.Stmt // by number of rows
 	all                            []*sql.Stmt
@@ -528,6 +531,8 @@ func (w *writeStmts) prepare(ctx context.Context, conn *sql.Conn) error {
 		{&w.delPosting, `DELETE FROM audit_index WHERE key = ? AND seq = ?`},
 		{&w.selMark, selMarkSQL},
 		{&w.upsMark, upsMarkSQL},
+		{&w.insHead, insHeadSQL},
+		{&w.casHead, casHeadSQL},
 	} {
 		st, err := conn.PrepareContext(ctx, p.sql)
 		if err != nil {
