@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/schakelpunt/schakelpunt/audit"
 	"github.com/schakelpunt/schakelpunt/fhir"
 )
 
@@ -29,11 +31,25 @@ var (
 type answer struct {
 	target    target
 	url       string
-	entries   []entry      // the resources kept
+	entries   []entry      // the resources returned, then those kept
 	issues    []fhir.Issue // what was wrong, named in the outcome entry
-	dropped   int          // resources dropped (invalid, another patient)
 	truncated bool         // the source had more pages than are followed
 	err       error        // the source failed as a whole
+}
+
+// returned is what the access log records of a's source once it has
+// answered or failed: the resources it returned and how the asking went.
+// Checking them comes after and changes neither: what is left out is
+// named in the answer's outcome entry and in the log (see validate).
+func (a *answer) returned() audit.Source {
+	outcome := "ok"
+	switch {
+	case a.err != nil:
+		outcome = a.err.Error()
+	case a.truncated:
+		outcome = fmt.Sprintf("ok, truncated after %d pages", sourceMaxPages)
+	}
+	return audit.Source{URA: a.target.source.URA, Name: a.target.source.Name, URL: a.url, Count: len(a.entries), Outcome: outcome}
 }
 
 // page is one parsed answer of a source: its resources and, for a
@@ -64,39 +80,46 @@ type entry struct {
 	at    time.Time
 }
 
-// outcome is the audit record's word for how the source did.
-func (a *answer) outcome() string {
-	switch {
-	case a.err != nil:
-		return a.err.Error()
-	case a.truncated:
-		return fmt.Sprintf("ok, truncated after %d pages, %d dropped", sourceMaxPages, a.dropped)
-	case a.dropped > 0:
-		return fmt.Sprintf("ok, %d dropped", a.dropped)
-	}
-	return "ok"
+// fetchRecord is what the access log records of the asked sources once
+// each has answered or failed (see answer.returned).
+type fetchRecord struct {
+	sources  []audit.Source // one per asked source, in order
+	answered bool           // at least one source answered
 }
 
 // askAll asks every target in parallel, at most MaxParallel requests in
 // flight engine-wide, each within the per-source timeout and all within
 // the deadline, and checks each answer (check, within the deadline) as
-// soon as it is in: the validation of one source's answer
-// overlaps the wait for the others. It returns one answer per target, in
-// target order.
-func (e *Engine) askAll(ctx context.Context, ts []target, urlOf func(target) string, parse func(body []byte) (page, error), check func(context.Context, *answer)) []answer {
+// soon as it is in: the validation of one source's answer overlaps the
+// wait for the others. Once every source has answered or failed, and
+// while the answers are still being checked, fetched (if not nil) gets
+// their record. askAll returns one answer per target, in target order,
+// and the record.
+func (e *Engine) askAll(ctx context.Context, ts []target, urlOf func(target) string, parse func(body []byte) (page, error), check func(context.Context, *answer), fetched func(fetchRecord)) ([]answer, fetchRecord) {
 	dctx, cancel := context.WithTimeout(ctx, e.cfg.Deadline)
 	defer cancel()
 	answers := make([]answer, len(ts))
-	var wg sync.WaitGroup
+	rec := fetchRecord{sources: make([]audit.Source, len(ts))}
+	answered := make([]bool, len(ts))
+	var asked, checked sync.WaitGroup
+	asked.Add(len(ts))
 	for i, t := range ts {
 		answers[i] = answer{target: t, url: urlOf(t)}
-		wg.Go(func() {
-			e.ask(dctx, &answers[i], parse)
-			check(dctx, &answers[i])
+		checked.Go(func() {
+			a := &answers[i]
+			e.ask(dctx, a, parse)
+			rec.sources[i], answered[i] = a.returned(), a.err == nil
+			asked.Done()
+			check(dctx, a)
 		})
 	}
-	wg.Wait()
-	return answers
+	asked.Wait()
+	rec.answered = slices.Contains(answered, true)
+	if fetched != nil {
+		fetched(rec)
+	}
+	checked.Wait()
+	return answers, rec
 }
 
 // ask fetches and parses one answer, with no retry, following its next

@@ -3,10 +3,10 @@ package federation
 import (
 	"context"
 	"net/url"
+	"slices"
 	"strconv"
 
 	"github.com/schakelpunt/schakelpunt/access"
-	"github.com/schakelpunt/schakelpunt/audit"
 	"github.com/schakelpunt/schakelpunt/fhir"
 )
 
@@ -17,8 +17,18 @@ import (
 // a page and its next links are followed (see fetchAll).
 var passedMedicationParams = []string{"whenhandedover", "status"}
 
+// Fetched receives what the access log records of a federated query as
+// soon as every asked source has answered or failed, before their
+// resources are checked: the Result's Permit, Reasons, Sources and
+// Answered, as the query's Result will have them. The caller can make the
+// AuditEvent durable while the answers are being checked instead of
+// after. It is called at most once, in the caller's goroutine, and not
+// when the query is denied.
+type Fetched func(Result)
+
 // MedicationDispenses answers MedicationDispense?patient.identifier=<bsn>
 // across the sources: decide, look up, ask, validate, merge, record.
+// fetched, when not nil, gets the record early (see Fetched).
 //
 // A denial by the role policy, or a query no source may answer (no
 // index entry, no consent, or a consent that excludes every source),
@@ -26,7 +36,7 @@ var passedMedicationParams = []string{"whenhandedover", "status"}
 // Result carrying the reasons for the audit record. Failing sources do
 // not make an error: they become outcome entries. The merged result is
 // Result.Searchset (Result.Bundle stays nil): the caller pages it.
-func (e *Engine) MedicationDispenses(ctx context.Context, p access.Principal, bsn string, params url.Values) (Result, error) {
+func (e *Engine) MedicationDispenses(ctx context.Context, p access.Principal, bsn string, params url.Values, fetched Fetched) (Result, error) {
 	// Decide and look up: policy, index, consent.
 	asked, res, err := e.permitted(ctx, p, bsn, access.QueryMedication, CategoryMedication, fhir.CategoryMedication, "patient.identifier")
 	if err != nil {
@@ -40,7 +50,11 @@ func (e *Engine) MedicationDispenses(ctx context.Context, p access.Principal, bs
 			query[k] = v
 		}
 	}
-	answers := e.askAll(ctx, asked, func(t target) string {
+	var early func(fetchRecord)
+	if fetched != nil {
+		early = func(rec fetchRecord) { fetched(res.with(rec)) }
+	}
+	answers, rec := e.askAll(ctx, asked, func(t target) string {
 		q := make(url.Values, len(query)+1)
 		for k, v := range query {
 			q[k] = v
@@ -50,15 +64,15 @@ func (e *Engine) MedicationDispenses(ctx context.Context, p access.Principal, bs
 	}, parseSearchset,
 		// Validate each entry and keep only those about the asked
 		// patient, each source's as soon as it answered.
-		func(ctx context.Context, a *answer) { e.validate(ctx, a, "MedicationDispense") })
+		func(ctx context.Context, a *answer) { e.validate(ctx, a, "MedicationDispense") },
+		early)
 
 	// Merge: one searchset, newest dispense first, outcomes apart.
 	res.Searchset = mergeSet(answers)
 	res.Count = len(res.Searchset.Matches)
 
 	// Record: what each source returned, for the AuditEvent.
-	res.record(answers)
-	return res, nil
+	return res.with(rec), nil
 }
 
 // MedicationSources re-decides, without asking any source, which
@@ -80,13 +94,9 @@ func (e *Engine) MedicationSources(ctx context.Context, p access.Principal, bsn 
 	return uras, res, nil
 }
 
-// record adds to the audit list what each asked source returned.
-func (r *Result) record(answers []answer) {
-	for _, a := range answers {
-		r.Sources = append(r.Sources, audit.Source{
-			URA: a.target.source.URA, Name: a.target.source.Name, URL: a.url,
-			Count: len(a.entries), Outcome: a.outcome(),
-		})
-		r.Answered = r.Answered || a.err == nil
-	}
+// with returns r with the record of the asked sources added.
+func (r Result) with(rec fetchRecord) Result {
+	r.Sources = append(slices.Clip(r.Sources), rec.sources...)
+	r.Answered = rec.answered
+	return r
 }

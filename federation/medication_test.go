@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -87,7 +88,8 @@ func TestMedicationDispenses(t *testing.T) {
 		want      map[string]int    // URA → entries expected from it
 		outcomes  map[string]string // URA → audit outcome prefix, for each source with a problem
 		unnamed   []string          // URAs the Bundle must not mention
-		warned    map[string]bool   // URAs with a warning outcome entry but an "ok" audit outcome
+		warned    map[string]string // URA → code of its warning outcome entry, its audit outcome "ok"
+		returned  map[string]int    // URA → count in the audit record, when more than are shown
 		bsn       string            // default testBSN
 		answered  bool
 	}{
@@ -100,9 +102,9 @@ func TestMedicationDispenses(t *testing.T) {
 		{name: "next links followed", principal: gp, opts: envOptions{consents: both, wrap: map[string]func(http.Handler) http.Handler{uraKruis: pageSize(2)}},
 			want: map[string]int{uraBrug: nBrug, uraKruis: nKruis}, answered: true},
 		{name: "next links bounded", principal: gp, opts: envOptions{consents: both, wrap: map[string]func(http.Handler) http.Handler{uraKruis: pageSize(1)}},
-			want: map[string]int{uraBrug: nBrug, uraKruis: 4}, outcomes: map[string]string{uraKruis: "ok, truncated after 4 pages"}, warned: map[string]bool{uraKruis: true}, answered: true},
+			want: map[string]int{uraBrug: nBrug, uraKruis: 4}, outcomes: map[string]string{uraKruis: "ok, truncated after 4 pages"}, warned: map[string]string{uraKruis: "incomplete"}, answered: true},
 		{name: "next link elsewhere not followed", principal: gp, opts: envOptions{consents: both, wrap: map[string]func(http.Handler) http.Handler{uraKruis: chain(pageSize(2), nextTo("https://127.0.0.1:1/fhir/R4/MedicationDispense?patient=x"))}},
-			want: map[string]int{uraBrug: nBrug, uraKruis: 2}, warned: map[string]bool{uraKruis: true}, answered: true},
+			want: map[string]int{uraBrug: nBrug, uraKruis: 2}, warned: map[string]string{uraKruis: "incomplete"}, answered: true},
 		{name: "no consent", principal: gp, wantErr: access.ErrDenied},
 		{name: "consent for one source", principal: gp, opts: envOptions{consents: []string{consent(uraBrug)}},
 			want: map[string]int{uraBrug: nBrug}, outcomes: map[string]string{uraKruis: "not asked"}, unnamed: []string{uraKruis}, answered: true},
@@ -126,13 +128,13 @@ func TestMedicationDispenses(t *testing.T) {
 			config: func(c *federation.Config) { c.MaxResponseBytes = 1 << 20 }},
 			want: map[string]int{uraBrug: nBrug}, outcomes: map[string]string{uraKruis: "answer too big"}, answered: true},
 		{name: "another patient", principal: gp, opts: envOptions{consents: both, wrap: map[string]func(http.Handler) http.Handler{uraKruis: askFor("kruis-5790")}},
-			want: map[string]int{uraBrug: nBrug}, outcomes: map[string]string{uraKruis: "ok, 5 dropped"}, answered: true},
+			want: map[string]int{uraBrug: nBrug}, warned: map[string]string{uraKruis: "security"}, returned: map[string]int{uraKruis: 5}, answered: true},
 		{name: "invalid dispense", principal: gp, opts: envOptions{consents: both, wrap: map[string]func(http.Handler) http.Handler{uraKruis: breakFirst}},
-			want: map[string]int{uraBrug: nBrug, uraKruis: nKruis - 1}, outcomes: map[string]string{uraKruis: "ok, 1 dropped"}, answered: true},
+			want: map[string]int{uraBrug: nBrug, uraKruis: nKruis - 1}, warned: map[string]string{uraKruis: "invalid"}, returned: map[string]int{uraKruis: nKruis}, answered: true},
 		{name: "a long answer, validated in parallel", principal: gp, opts: envOptions{consents: long}, bsn: "999900031",
 			want: map[string]int{uraBrug: 16, uraKruis: 2}, answered: true},
 		{name: "an invalid dispense in a long answer", principal: gp, opts: envOptions{consents: long, wrap: map[string]func(http.Handler) http.Handler{uraBrug: breakFirst}}, bsn: "999900031",
-			want: map[string]int{uraBrug: 15, uraKruis: 2}, outcomes: map[string]string{uraBrug: "ok, 1 dropped"}, answered: true},
+			want: map[string]int{uraBrug: 15, uraKruis: 2}, warned: map[string]string{uraBrug: "invalid"}, returned: map[string]int{uraBrug: 16}, answered: true},
 		{name: "all down", principal: gp, opts: envOptions{consents: both, down: map[string]bool{uraBrug: true, uraKruis: true}},
 			outcomes: map[string]string{uraBrug: "unavailable", uraKruis: "unavailable"}},
 	}
@@ -145,9 +147,22 @@ func TestMedicationDispenses(t *testing.T) {
 				bsn = testBSN
 			}
 			start := time.Now()
-			res, err := e.engine.MedicationDispenses(context.Background(), tt.principal, bsn, tt.params)
+			var early []federation.Result
+			res, err := e.engine.MedicationDispenses(context.Background(), tt.principal, bsn, tt.params,
+				func(r federation.Result) { early = append(early, r) })
 			if d := time.Since(start); d > 5*time.Second {
 				t.Errorf("took %v", d)
+			}
+			// What the access log records is handed over once, before
+			// the resources are checked, as the result has it.
+			switch {
+			case tt.wantErr != nil && len(early) > 0:
+				t.Errorf("a denied query handed over a record to log: %+v", early)
+			case tt.wantErr == nil && len(early) != 1:
+				t.Errorf("the record to log was handed over %d times, want once", len(early))
+			case tt.wantErr == nil && (!reflect.DeepEqual(early[0].Sources, res.Sources) || early[0].Answered != res.Answered ||
+				early[0].Permit != res.Permit || !reflect.DeepEqual(early[0].Reasons, res.Reasons)):
+				t.Errorf("the record handed over early differs from the result's:\n%+v\n%+v", early[0], res)
 			}
 			if len(res.Reasons) == 0 {
 				t.Error("no reasons for the audit record")
@@ -167,12 +182,12 @@ func TestMedicationDispenses(t *testing.T) {
 			if res.Answered != tt.answered {
 				t.Errorf("Answered = %v, want %v", res.Answered, tt.answered)
 			}
-			checkBundle(t, e, res, tt.want, tt.outcomes, tt.unnamed, tt.warned)
+			checkBundle(t, e, res, tt.want, tt.outcomes, tt.unnamed, tt.warned, tt.returned)
 		})
 	}
 }
 
-func checkBundle(t *testing.T, e *env, res federation.Result, want map[string]int, outcomes map[string]string, unnamed []string, warned map[string]bool) {
+func checkBundle(t *testing.T, e *env, res federation.Result, want map[string]int, outcomes map[string]string, unnamed []string, warned map[string]string, returned map[string]int) {
 	t.Helper()
 	set := res.Searchset
 	if set == nil || res.Bundle != nil {
@@ -249,11 +264,11 @@ func checkBundle(t *testing.T, e *env, res federation.Result, want map[string]in
 	// Outcome entries name the failing sources that were asked, and
 	// nothing else.
 	wantOutcomes := 0
-	for ura := range warned {
+	for ura, code := range warned {
 		if _, ok := outcomes[ura]; !ok {
 			wantOutcomes++
-			if !containsAny(outcomeEntries, e.bases[ura]) || !containsAny(outcomeEntries, `"incomplete"`) {
-				t.Errorf("no incomplete outcome entry names %s: %v", ura, outcomeEntries)
+			if !containsAny(outcomeEntries, e.bases[ura]) || !containsAny(outcomeEntries, `"`+code+`"`) {
+				t.Errorf("no %s outcome entry names %s: %v", code, ura, outcomeEntries)
 			}
 		}
 	}
@@ -273,7 +288,8 @@ func checkBundle(t *testing.T, e *env, res federation.Result, want map[string]in
 			t.Errorf("the Bundle mentions %s", ura)
 		}
 	}
-	// The audit record lists every source with its count and outcome.
+	// The audit record lists every source with the count it returned and
+	// its outcome.
 	if n := len(e.basesFor(federation.CategoryMedication)); len(res.Sources) != n {
 		t.Errorf("audit sources %+v, want %d", res.Sources, n)
 	}
@@ -285,8 +301,12 @@ func checkBundle(t *testing.T, e *env, res federation.Result, want map[string]in
 		if !strings.HasPrefix(s.Outcome, wantOutcome) {
 			t.Errorf("audit %s outcome %q, want %q", s.URA, s.Outcome, wantOutcome)
 		}
-		if s.Count != got[s.URA] {
-			t.Errorf("audit %s count %d, want %d", s.URA, s.Count, got[s.URA])
+		wantCount := got[s.URA]
+		if n, ok := returned[s.URA]; ok {
+			wantCount = n
+		}
+		if s.Count != wantCount {
+			t.Errorf("audit %s count %d, want %d", s.URA, s.Count, wantCount)
 		}
 		if s.Name == "" || s.URL == "" {
 			t.Errorf("audit source without name or URL: %+v", s)
@@ -384,7 +404,7 @@ func TestCircuitBreaker(t *testing.T) {
 			c.Now = func() time.Time { return time.Unix(0, now.Load()) }
 		}})
 	ask := func() string {
-		res, err := e.engine.MedicationDispenses(context.Background(), gp, testBSN, nil)
+		res, err := e.engine.MedicationDispenses(context.Background(), gp, testBSN, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -445,7 +465,7 @@ func TestBreakerIgnoresRequesterCancel(t *testing.T) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			_, _ = e.engine.MedicationDispenses(ctx, gp, testBSN, nil)
+			_, _ = e.engine.MedicationDispenses(ctx, gp, testBSN, nil, nil)
 		}()
 		select {
 		case <-arrived:
@@ -457,7 +477,7 @@ func TestBreakerIgnoresRequesterCancel(t *testing.T) {
 		}
 	}
 	holding.Store(false)
-	res, err := e.engine.MedicationDispenses(context.Background(), gp, testBSN, nil)
+	res, err := e.engine.MedicationDispenses(context.Background(), gp, testBSN, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

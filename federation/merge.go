@@ -53,6 +53,7 @@ func (e *Engine) validate(ctx context.Context, a *answer, typ string) {
 		// hide the newest dispenses: the source counts as too slow.
 		a.entries = nil
 		a.fail(errTimeout, "timeout", "could not be checked before the deadline")
+		e.cfg.Logger.WarnContext(ctx, "federation: a source's answer not checked before the deadline", "ura", a.target.source.URA)
 		return
 	}
 	var invalid, other int
@@ -68,7 +69,11 @@ func (e *Engine) validate(ctx context.Context, a *answer, typ string) {
 		}
 	}
 	a.entries = kept
-	a.dropped = invalid + other
+	if invalid+other > 0 {
+		// Not in the access log, which records what the source returned
+		// (see answer.returned); the requester sees the outcome entry.
+		e.cfg.Logger.WarnContext(ctx, "federation: a source's resources left out", "ura", a.target.source.URA, "invalid", invalid, "other_patient", other)
+	}
 	if invalid > 0 {
 		a.issues = append(a.issues, fhir.Issue{Severity: "warning", Code: "invalid",
 			Diagnostics: fmt.Sprintf("sent %d invalid %s resource(s), left out", invalid, typ)})

@@ -16,7 +16,7 @@ import (
 // outcome in the audit record, by URA.
 func outcomes(t *testing.T, e *federation.Engine) map[string]string {
 	t.Helper()
-	res, err := e.MedicationDispenses(context.Background(), gp, testBSN, nil)
+	res, err := e.MedicationDispenses(context.Background(), gp, testBSN, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

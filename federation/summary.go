@@ -23,12 +23,12 @@ func (e *Engine) GPSummary(ctx context.Context, p access.Principal, bsn string) 
 	}
 
 	// Ask: every permitted source in parallel, within the deadline.
-	answers := e.askAll(ctx, asked, func(t target) string {
+	answers, rec := e.askAll(ctx, asked, func(t target) string {
 		return t.source.BaseURL + "/Patient/" + t.patientID + "/$summary"
 	}, parseDocument,
 		// Validate each document and keep only those about the asked
 		// patient, each source's as soon as it answered.
-		e.validateDocument)
+		e.validateDocument, nil)
 
 	// Merge: one document as it came, or a searchset of documents.
 	if len(answers) == 1 && len(answers[0].entries) == 1 && len(answers[0].issues) == 0 {
@@ -42,8 +42,7 @@ func (e *Engine) GPSummary(ctx context.Context, p access.Principal, bsn string) 
 	}
 
 	// Record: what each source returned, for the AuditEvent.
-	res.record(answers)
-	return res, nil
+	return res.with(rec), nil
 }
 
 // parseDocument takes a document Bundle as one entry.
@@ -97,5 +96,6 @@ func (e *Engine) validateDocument(ctx context.Context, a *answer) {
 		a.entries[0].shown, a.entries[0].at = shown, parseDate(ts)
 		return
 	}
-	a.entries, a.dropped = nil, 1
+	e.cfg.Logger.WarnContext(ctx, "federation: a source's summary left out", "ura", a.target.source.URA, "why", a.issues[len(a.issues)-1].Code)
+	a.entries = nil
 }

@@ -94,7 +94,11 @@ func (s *server) audited(c *gin.Context) {
 		return
 	}
 	h := real.Header()
-	if err := s.recordNow(c, held.Status()); err != nil {
+	record := func() error { return s.recordNow(c, held.Status()) }
+	if t.early != nil {
+		record = func() error { return <-t.early }
+	}
+	if err := record(); err != nil {
 		// None of what the handler prepared leaves: not its headers
 		// (ETag, Location, Content-Length, ...), not its body.
 		fe := asFHIRError(err)
@@ -117,6 +121,40 @@ func (s *server) audited(c *gin.Context) {
 // event, or one per patient when a search's results are about several
 // (see notePatientOfResults).
 func (s *server) recordNow(c *gin.Context, status int) error {
+	// Not the request's context: a client that hangs up after its write
+	// was committed must not take the write's AuditEvent with it.
+	err := s.audit.RecordAll(context.WithoutCancel(c.Request.Context()), s.events(c, status))
+	if t := trailOf(c); t.expected != nil {
+		t.expected()
+	}
+	return err
+}
+
+// recordEarly begins to store the request's AuditEvent, with the given
+// status, while the handler goes on; the audit middleware waits for it
+// before anything is released, as for recordNow. A handler calls it once
+// the event's content is known and the answer's status is settled, so
+// that the durable write overlaps the rest of its work. Should the
+// handler fail after all, the event records an answer with data that the
+// requester did not get: an access log may say too much, never too
+// little.
+func (s *server) recordEarly(c *gin.Context, status int) {
+	t := trailOf(c)
+	evs := s.events(c, status)
+	ctx := context.WithoutCancel(c.Request.Context())
+	done := make(chan error, 1)
+	t.early = done
+	go func() {
+		err := s.audit.RecordAll(ctx, evs)
+		if t.expected != nil {
+			t.expected()
+		}
+		done <- err
+	}()
+}
+
+// events are the request's AuditEvents with the given status.
+func (s *server) events(c *gin.Context, status int) []audit.Event {
 	t := trailOf(c)
 	if t.patientBSN == "" {
 		notePatientInQuery(c, paramsOf(c.Request.URL.Query()))
@@ -149,11 +187,5 @@ func (s *server) recordNow(c *gin.Context, status int) error {
 			evs = append(evs, ev)
 		}
 	}
-	// Not the request's context: a client that hangs up after its write
-	// was committed must not take the write's AuditEvent with it.
-	err := s.audit.RecordAll(context.WithoutCancel(c.Request.Context()), evs)
-	if t.expected != nil {
-		t.expected()
-	}
-	return err
+	return evs
 }

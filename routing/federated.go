@@ -18,7 +18,10 @@ import (
 // Federator resolves queries across the sources; declared here, where it
 // is used (federation.Engine implements it).
 type Federator interface {
-	MedicationDispenses(ctx context.Context, p access.Principal, bsn string, params url.Values) (federation.Result, error)
+	// MedicationDispenses hands fetched, when not nil, what the
+	// AuditEvent records once the sources have answered, before their
+	// answers are checked (see federation.Fetched).
+	MedicationDispenses(ctx context.Context, p access.Principal, bsn string, params url.Values, fetched federation.Fetched) (federation.Result, error)
 	// MedicationSources re-decides, asking no source, which sources the
 	// requester may see medication of now (for a held result's later
 	// pages).
@@ -88,7 +91,14 @@ func (s *server) medication(c *gin.Context) {
 	}
 	t := trailOf(c)
 	t.patientBSN, t.category = bsn, fhir.CategoryMedication
-	res, err := s.federator.MedicationDispenses(c.Request.Context(), t.principal, bsn, q)
+	// The AuditEvent is written while the sources' answers are checked:
+	// it records what each source returned, all known by then, and a
+	// permitted search answers 200 whatever the sources did (their
+	// failures are outcome entries).
+	res, err := s.federator.MedicationDispenses(c.Request.Context(), t.principal, bsn, q, func(r federation.Result) {
+		s.recordFederated(c, r)
+		s.recordEarly(c, http.StatusOK)
+	})
 	if err == nil && res.Searchset != nil {
 		s.recordFederated(c, res)
 		h := newHeld(res.Searchset, bsn, fhir.CategoryMedication, count)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/schakelpunt/schakelpunt/access"
+	"github.com/schakelpunt/schakelpunt/audit"
 	"github.com/schakelpunt/schakelpunt/federation"
 	"github.com/schakelpunt/schakelpunt/fhir"
 )
@@ -221,9 +222,14 @@ type fakeFederator struct {
 	asked     atomic.Int32
 }
 
-func (f *fakeFederator) MedicationDispenses(ctx context.Context, p access.Principal, bsn string, params url.Values) (federation.Result, error) {
+func (f *fakeFederator) MedicationDispenses(ctx context.Context, p access.Principal, bsn string, params url.Values, fetched federation.Fetched) (federation.Result, error) {
 	f.asked.Add(1)
-	return federation.Result{Permit: true, Reasons: []string{"test permit"}, Answered: true, Searchset: f.set, Count: len(f.set.Matches)}, nil
+	res := federation.Result{Permit: true, Reasons: []string{"test permit"}, Answered: true}
+	if fetched != nil {
+		fetched(res)
+	}
+	res.Searchset, res.Count = f.set, len(f.set.Matches)
+	return res, nil
 }
 
 func (f *fakeFederator) MedicationSources(ctx context.Context, p access.Principal, bsn string) ([]string, federation.Result, error) {
@@ -443,4 +449,56 @@ func TestFederatedPagesBounded(t *testing.T) {
 			t.Errorf("audited %+v, want one successful search-type", evs)
 		}
 	})
+}
+
+// TestFederatedRecordedOnce: the AuditEvent of a federated search is
+// written while the answers are checked (federation.Fetched), once, with
+// the sources; when it cannot be written, none of the answer leaves.
+func TestFederatedRecordedOnce(t *testing.T) {
+	set := &federation.Searchset{}
+	for i := range 3 {
+		set.Matches = append(set.Matches, fhir.BundleEntry{FullURL: fmt.Sprintf("https://src/fhir/R4/MedicationDispense/d%d", i),
+			Resource: json.RawMessage(fmt.Sprintf(`{"resourceType":"MedicationDispense","id":"d%d"}`, i)), Search: &fhir.EntrySearch{Mode: "match"}})
+		set.SourceURAs = append(set.SourceURAs, "90000002")
+	}
+	fed := &sourcedFederator{fakeFederator: fakeFederator{set: set},
+		sources: []audit.Source{{URA: "90000002", Name: "Apotheek De Brug", URL: "https://src/fhir/R4/MedicationDispense?patient=b1", Count: 4, Outcome: "ok"}}}
+	h := mustServeWith(t, func(c *Config) { c.Federator = fed })
+	query := "/MedicationDispense?patient.identifier=" + fhir.SystemBSN + "|999911120"
+
+	h.audit.broken.Store(true)
+	r := do(t, h.as("pharmacist"), "GET", query, nil)
+	if r.status != 503 || !contains(r.issueCodes(), "transient") || strings.Contains(string(r.raw), "MedicationDispense") {
+		t.Fatalf("audit broken: %d %s, want 503 transient and no data", r.status, r.raw)
+	}
+	h.audit.broken.Store(false)
+
+	if r := do(t, h.as("pharmacist"), "GET", query, nil); r.status != 200 || len(r.entries()) != 3 {
+		t.Fatalf("%d %s", r.status, r.raw)
+	}
+	log := do(t, h.as("supervisor"), "GET", "/AuditEvent?agent:identifier=http://fhir.nl/fhir/NamingSystem/uzi-nr-pers|11111112", nil)
+	if n := len(log.entries()); n != 1 {
+		t.Fatalf("%d AuditEvents of the pharmacist, want 1 (the refused query's was not stored): %s", n, log.raw)
+	}
+	ev := string(log.raw)
+	for _, want := range []string{`"valueString":"4"`, "Apotheek De Brug", `"outcome":"0"`} {
+		if !strings.Contains(ev, want) {
+			t.Errorf("the AuditEvent lacks %s: %s", want, ev)
+		}
+	}
+}
+
+// sourcedFederator is fakeFederator handing over sources to the log.
+type sourcedFederator struct {
+	fakeFederator
+	sources []audit.Source
+}
+
+func (f *sourcedFederator) MedicationDispenses(ctx context.Context, p access.Principal, bsn string, params url.Values, fetched federation.Fetched) (federation.Result, error) {
+	res := federation.Result{Permit: true, Reasons: []string{"test permit"}, Answered: true, Sources: f.sources}
+	if fetched != nil {
+		fetched(res)
+	}
+	res.Searchset, res.Count = f.set, len(f.set.Matches)
+	return res, nil
 }

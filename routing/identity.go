@@ -38,6 +38,10 @@ type trail struct {
 	// answer; realWriter is the unheld writer for such answers.
 	recorded   bool
 	realWriter gin.ResponseWriter
+	// early, when set, gives the verdict of the AuditEvent whose write
+	// began before the handler was done (see recordEarly); the
+	// middleware waits for it instead of recording.
+	early <-chan error
 	// expected ends the recorder's count of this request (see expecter);
 	// nil when the recorder does not count.
 	expected func()
