@@ -50,10 +50,6 @@ func (e *Engine) MedicationDispenses(ctx context.Context, p access.Principal, bs
 			query[k] = v
 		}
 	}
-	var early func(fetchRecord)
-	if fetched != nil {
-		early = func(rec fetchRecord) { fetched(res.with(rec)) }
-	}
 	answers, rec := e.askAll(ctx, asked, func(t target) string {
 		q := make(url.Values, len(query)+1)
 		for k, v := range query {
@@ -65,7 +61,7 @@ func (e *Engine) MedicationDispenses(ctx context.Context, p access.Principal, bs
 		// Validate each entry and keep only those about the asked
 		// patient, each source's as soon as it answered.
 		func(ctx context.Context, a *answer) { e.validate(ctx, a, "MedicationDispense") },
-		early)
+		res.early(fetched))
 
 	// Merge: one searchset, newest dispense first, outcomes apart.
 	res.Searchset = mergeSet(answers)
@@ -92,6 +88,15 @@ func (e *Engine) MedicationSources(ctx context.Context, p access.Principal, bsn 
 		uras = append(uras, t.source.URA)
 	}
 	return uras, res, nil
+}
+
+// early is askAll's fetched for a query whose Result so far is r: it
+// hands fetched the Result as the record completes it (nil if fetched is).
+func (r Result) early(fetched Fetched) func(fetchRecord) {
+	if fetched == nil {
+		return nil
+	}
+	return func(rec fetchRecord) { fetched(r.with(rec)) }
 }
 
 // with returns r with the record of the asked sources added.

@@ -14,8 +14,8 @@ import (
 // validate, merge, record. One source answering with nothing wrong gives
 // its document Bundle as it came; otherwise Result.Bundle is a searchset
 // of the documents (newest first, meta.source set) with outcome entries.
-// Denials are as for MedicationDispenses.
-func (e *Engine) GPSummary(ctx context.Context, p access.Principal, bsn string) (Result, error) {
+// Denials, and fetched, are as for MedicationDispenses.
+func (e *Engine) GPSummary(ctx context.Context, p access.Principal, bsn string, fetched Fetched) (Result, error) {
 	// Decide and look up: policy, index, consent.
 	asked, res, err := e.permitted(ctx, p, bsn, access.QueryGPSummary, CategoryGPSummary, fhir.CategoryGPSummary, "identifier")
 	if err != nil {
@@ -28,7 +28,7 @@ func (e *Engine) GPSummary(ctx context.Context, p access.Principal, bsn string) 
 	}, parseDocument,
 		// Validate each document and keep only those about the asked
 		// patient, each source's as soon as it answered.
-		e.validateDocument, nil)
+		e.validateDocument, res.early(fetched))
 
 	// Merge: one document as it came, or a searchset of documents.
 	if len(answers) == 1 && len(answers[0].entries) == 1 && len(answers[0].issues) == 0 {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -64,8 +65,15 @@ func TestGPSummary(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := mustEnv(t, tt.opts)
-			res, err := e.engine.GPSummary(context.Background(), tt.principal, testBSN)
+			var early []federation.Result
+			res, err := e.engine.GPSummary(context.Background(), tt.principal, testBSN, func(r federation.Result) { early = append(early, r) })
+			if tt.wantErr == nil && (len(early) != 1 || !reflect.DeepEqual(early[0].Sources, res.Sources)) {
+				t.Errorf("handed over early %+v, want once the result's sources %+v", early, res.Sources)
+			}
 			if tt.wantErr != nil {
+				if len(early) > 0 {
+					t.Errorf("a denied query handed over a record to log: %+v", early)
+				}
 				if !errors.Is(err, tt.wantErr) || res.Bundle != nil {
 					t.Fatalf("err = %v, %d bytes; want %v and no data", err, len(res.Bundle), tt.wantErr)
 				}

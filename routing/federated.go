@@ -26,7 +26,7 @@ type Federator interface {
 	// requester may see medication of now (for a held result's later
 	// pages).
 	MedicationSources(ctx context.Context, p access.Principal, bsn string) ([]string, federation.Result, error)
-	GPSummary(ctx context.Context, p access.Principal, bsn string) (federation.Result, error)
+	GPSummary(ctx context.Context, p access.Principal, bsn string, fetched federation.Fetched) (federation.Result, error)
 }
 
 // federatedRoutes serve the federated queries (503 when no Federator is
@@ -91,14 +91,7 @@ func (s *server) medication(c *gin.Context) {
 	}
 	t := trailOf(c)
 	t.patientBSN, t.category = bsn, fhir.CategoryMedication
-	// The AuditEvent is written while the sources' answers are checked:
-	// it records what each source returned, all known by then, and a
-	// permitted search answers 200 whatever the sources did (their
-	// failures are outcome entries).
-	res, err := s.federator.MedicationDispenses(c.Request.Context(), t.principal, bsn, q, func(r federation.Result) {
-		s.recordFederated(c, r)
-		s.recordEarly(c, http.StatusOK)
-	})
+	res, err := s.federator.MedicationDispenses(c.Request.Context(), t.principal, bsn, q, s.fetched(c))
 	if err == nil && res.Searchset != nil {
 		s.recordFederated(c, res)
 		h := newHeld(res.Searchset, bsn, fhir.CategoryMedication, count)
@@ -141,8 +134,19 @@ func (s *server) summary(c *gin.Context) {
 	}
 	t := trailOf(c)
 	t.patientBSN, t.category = bsn, fhir.CategoryGPSummary
-	res, err := s.federator.GPSummary(c.Request.Context(), t.principal, bsn)
+	res, err := s.federator.GPSummary(c.Request.Context(), t.principal, bsn, s.fetched(c))
 	s.answerFederated(c, res, err)
+}
+
+// fetched starts the AuditEvent of a federated query while the sources'
+// answers are checked: it records what each source returned, all known
+// by then, and a query that got that far answers 200 whatever the
+// sources did (their failures are outcome entries of the Bundle).
+func (s *server) fetched(c *gin.Context) federation.Fetched {
+	return func(r federation.Result) {
+		s.recordFederated(c, r)
+		s.recordEarly(c, http.StatusOK)
+	}
 }
 
 // answerFederated records the decision and the sources asked for the

@@ -242,7 +242,7 @@ func (f *fakeFederator) MedicationSources(ctx context.Context, p access.Principa
 	return slices.Clone(f.permitted), federation.Result{Permit: true, Reasons: []string{"test recheck"}}, nil
 }
 
-func (f *fakeFederator) GPSummary(ctx context.Context, p access.Principal, bsn string) (federation.Result, error) {
+func (f *fakeFederator) GPSummary(ctx context.Context, p access.Principal, bsn string, fetched federation.Fetched) (federation.Result, error) {
 	return federation.Result{}, errors.New("not in this test")
 }
 
