@@ -94,11 +94,13 @@ func (s *server) audited(c *gin.Context) {
 		return
 	}
 	h := real.Header()
-	record := func() error { return s.recordNow(c, held.Status()) }
+	var err error
 	if t.early != nil {
-		record = func() error { return <-t.early }
+		err = <-t.early // begun by the handler (recordEarly)
+	} else {
+		err = s.recordNow(c, held.Status())
 	}
-	if err := record(); err != nil {
+	if err != nil {
 		// None of what the handler prepared leaves: not its headers
 		// (ETag, Location, Content-Length, ...), not its body.
 		fe := asFHIRError(err)
