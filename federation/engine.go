@@ -41,9 +41,13 @@ type Index interface {
 	Search(ctx context.Context, q store.Query) (store.Page, error)
 }
 
-// Validator checks a resource a source returned.
+// Validator checks a resource a source returned (*profiles.Validator is
+// one). It returns the issues, and the resource's top-level members as
+// fhir.Members splits them when it split them while validating (nil
+// otherwise): check reads the resource's identity and sets its
+// meta.source from them.
 type Validator interface {
-	ValidateSourceResource(ctx context.Context, body []byte) []fhir.Issue
+	ValidateSourceMembers(ctx context.Context, body []byte) ([]fhir.Member, []fhir.Issue)
 }
 
 // Defaults of Config.

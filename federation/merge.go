@@ -101,12 +101,18 @@ func (e *Engine) check(ctx context.Context, a *answer, en *entry, typ string) ve
 		return unchecked
 	}
 	base := a.target.source.BaseURL
-	ms, err := fhir.Members(en.Resource)
-	if err != nil {
+	ms, issues := e.cfg.Validator.ValidateSourceMembers(ctx, en.Resource)
+	if hasErrors(issues) {
 		return invalidResource
 	}
+	var err error
+	if ms == nil { // the validator did not split it
+		if ms, err = fhir.Members(en.Resource); err != nil {
+			return invalidResource
+		}
+	}
 	rt, id, subject, ok := identity(ms)
-	if !ok || rt != typ || en.FullURL != base+"/"+typ+"/"+id || hasErrors(e.cfg.Validator.ValidateSourceResource(ctx, en.Resource)) {
+	if !ok || rt != typ || en.FullURL != base+"/"+typ+"/"+id {
 		return invalidResource
 	}
 	if subject != "Patient/"+a.target.patientID && subject != base+"/Patient/"+a.target.patientID {
@@ -151,6 +157,13 @@ func dateOf(ms []fhir.Member, key string) time.Time {
 		}
 	}
 	return time.Time{}
+}
+
+// validateSource returns the issues v finds in a resource a source
+// returned.
+func validateSource(ctx context.Context, v Validator, body []byte) []fhir.Issue {
+	_, issues := v.ValidateSourceMembers(ctx, body)
+	return issues
 }
 
 func hasErrors(issues []fhir.Issue) bool {

@@ -22,9 +22,9 @@ var invalidDoc = []byte(`{"resourceType":"Bundle","type":"document","entry":[{"f
 // deadline.
 type stalling struct{}
 
-func (stalling) ValidateSourceResource(ctx context.Context, _ []byte) []fhir.Issue {
+func (stalling) ValidateSourceMembers(ctx context.Context, _ []byte) ([]fhir.Member, []fhir.Issue) {
 	<-ctx.Done()
-	return []fhir.Issue{{Severity: "error", Code: "timeout", Diagnostics: "validation was cancelled"}}
+	return nil, []fhir.Issue{{Severity: "error", Code: "timeout", Diagnostics: "validation was cancelled"}}
 }
 
 func TestGPSummary(t *testing.T) {

@@ -70,7 +70,10 @@ func (c *Codec) Validate(body []byte, wantType string) (*Resource, error) {
 // ValidateSome is Validate for a caller that looks at only some of the
 // resource's top-level elements: the Resource's Doc holds "resourceType"
 // and the members for which keep(resourceType, key) is true, and nothing
-// is built for the others. The verdict is Validate's.
+// is built for the others. The verdict is Validate's. Like Validate, it
+// gives the Resource its Members, split while decoding: a caller that
+// reads or rewrites a few members (federation's meta.source) need not
+// split the body again.
 func (c *Codec) ValidateSome(body []byte, wantType string, keep func(resourceType, key string) bool) (*Resource, error) {
 	return validateBase(body, wantType, baseRules{}, keep)
 }
@@ -78,9 +81,9 @@ func (c *Codec) ValidateSome(body []byte, wantType string, keep func(resourceTyp
 func validateBase(body []byte, wantType string, rules baseRules, keep func(resourceType, key string) bool) (*Resource, error) {
 	d := getDecoder()
 	defer d.release()
-	doc, ok := d.decodeFast(body)
+	doc, fast := d.decodeFast(body)
 	badUTF8 := false // decodeFast takes UTF-8 only
-	if !ok {
+	if !fast {
 		badUTF8 = !utf8.Valid(body)
 		m, err := decodeObject(body)
 		if err != nil {
@@ -123,7 +126,13 @@ func validateBase(body []byte, wantType string, rules baseRules, keep func(resou
 	}
 	idv, _ := d.get(doc, "id")
 	id := d.str(idv)
-	return &Resource{Type: rt, ID: id, Raw: body, Doc: keptDoc(d, doc, rt, keep)}, nil
+	var members []Member
+	if fast {
+		members = d.topMembers()
+	} else {
+		members, _ = Members(body) // valid JSON: no error
+	}
+	return &Resource{Type: rt, ID: id, Raw: body, Doc: keptDoc(d, doc, rt, keep), Members: members}, nil
 }
 
 // keptDoc returns, in a map sized for them, resourceType and the members

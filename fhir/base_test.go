@@ -314,6 +314,9 @@ func checkDecodeFast(t *testing.T, body []byte) {
 	if k := repeatedKey(d, fast); k != "" {
 		t.Fatalf("decodeFast(%q) holds key %q twice in one object", body, k)
 	}
+	if want, err := Members(body); err != nil || !reflect.DeepEqual(d.topMembers(), want) {
+		t.Fatalf("decodeFast(%q) split the root into %q, Members: %q (%v)", body, d.topMembers(), want, err)
+	}
 	d.reset()
 	if again := d.fromAny(slow); !reflect.DeepEqual(d.toAny(again), slow) {
 		t.Fatalf("fromAny(%v) does not turn back into it", slow)
@@ -337,6 +340,7 @@ func FuzzBaseValidation(f *testing.F) {
 	f.Add([]byte(`{"resourceType":"Patient","name":[{"given":[null,"a"],"_given":[{"id":"x"},null]}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		checkDecodeFast(t, body)
+		checkResourceMembers(t, body)
 		if _, err := decodeObject(body); err != nil {
 			return
 		}
@@ -348,6 +352,53 @@ func FuzzBaseValidation(f *testing.F) {
 			t.Fatalf("%s\nbody: %s", d, body)
 		}
 	})
+}
+
+// checkResourceMembers: a resource Validate accepts has the members
+// Members splits it into.
+func checkResourceMembers(t *testing.T, body []byte) {
+	t.Helper()
+	res, err := validateBase(body, "", baseRules{}, keepNoMember)
+	if err != nil {
+		return
+	}
+	if want, err := Members(body); err != nil || !reflect.DeepEqual(res.Members, want) {
+		t.Fatalf("Validate(%q) split it into %q, Members: %q (%v)", body, res.Members, want, err)
+	}
+}
+
+func keepNoMember(string, string) bool { return false }
+
+// TestValidateSplitsAsMembers: the members a valid resource's Resource
+// holds are Members', on every fixture and its mutations (some valid,
+// with keys repeated, escaped or in another case).
+func TestValidateSplitsAsMembers(t *testing.T) {
+	perSite, sites := 3, 100
+	if testing.Short() || raceDetector {
+		perSite, sites = 1, 25
+	}
+	valid := 0
+	for _, path := range corpusFiles(t) {
+		body, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies := [][]byte{body, []byte("  " + string(body) + "\n")}
+		if doc, err := decodeAnyNumber(body); err == nil {
+			for _, m := range mutations(doc, perSite, sites) {
+				bodies = append(bodies, m.body)
+			}
+		}
+		for _, b := range bodies {
+			if _, err := validateBase(b, "", baseRules{}, nil); err == nil {
+				valid++
+			}
+			checkResourceMembers(t, b)
+		}
+	}
+	if valid < 100 {
+		t.Errorf("only %d valid bodies: the comparison says little", valid)
+	}
 }
 
 func TestValidateSomeKeepsOnlyWhatIsAsked(t *testing.T) {

@@ -48,6 +48,8 @@ type jsonPair struct{ key, v jval }
 type jsonDecoder struct {
 	s      string
 	i      int
+	body   []byte     // what s was copied from
+	top    []Member   // the root object's members as given, values in body
 	pairs  []jsonPair // the members of the objects read, each object's together
 	vals   []jval     // the elements of the arrays read, each array's together
 	strs   []string   // the strings with escapes read, unescaped
@@ -76,12 +78,13 @@ func (d *jsonDecoder) release() {
 // maxPooledValues bounds the slabs a pooled decoder keeps.
 const maxPooledValues = 1 << 14
 
-// reset empties d. Of what it held only strs has pointers: it is cleared,
-// so that the pool keeps no string alive.
+// reset empties d. Of what it held only strs and top have pointers: they
+// are cleared, so that the pool keeps no string or body alive.
 func (d *jsonDecoder) reset() {
 	clear(d.strs)
-	d.s, d.i = "", 0
-	d.pairs, d.vals, d.strs, d.pstack, d.vstack = d.pairs[:0], d.vals[:0], d.strs[:0], d.pstack[:0], d.vstack[:0]
+	clear(d.top)
+	d.s, d.i, d.body = "", 0, nil
+	d.pairs, d.vals, d.strs, d.pstack, d.vstack, d.top = d.pairs[:0], d.vals[:0], d.strs[:0], d.pstack[:0], d.vstack[:0], d.top[:0]
 }
 
 // members returns the members of object v.
@@ -136,13 +139,14 @@ func (d *jsonDecoder) get(v jval, k string) (jval, bool) {
 // decode exactly as encoding/json would (invalid JSON, invalid UTF-8, a
 // value other than an object, nesting beyond encoding/json's limit): the
 // caller then resets d and uses decodeObject, for its verdict and its
-// message.
+// message. It also records the root object's members as given, with
+// their values as body's bytes (topMembers).
 func (d *jsonDecoder) decodeFast(body []byte) (jval, bool) {
 	s := string(body)
 	if !utf8.ValidString(s) || uint64(len(s)) > math.MaxUint32 {
 		return jval{}, false
 	}
-	d.s, d.i = s, 0
+	d.s, d.i, d.body = s, 0, body
 	d.space()
 	if d.i >= len(s) || s[d.i] != '{' {
 		return jval{}, false
@@ -156,6 +160,15 @@ func (d *jsonDecoder) decodeFast(body []byte) (jval, bool) {
 		return jval{}, false
 	}
 	return v, true
+}
+
+// topMembers returns what Members returns for the body decodeFast decoded
+// (it checked all of it), from the members it recorded: the body is not
+// split again.
+func (d *jsonDecoder) topMembers() []Member {
+	ms := make([]Member, len(d.top))
+	copy(ms, d.top)
+	return unique(ms)
 }
 
 // jsonMaxDepth is encoding/json's limit on nesting.
@@ -230,11 +243,15 @@ func (d *jsonDecoder) object(depth int) (jval, bool) {
 		}
 		d.i++
 		d.space()
+		start := d.i
 		v, ok := d.value(depth)
 		if !ok {
 			return jval{}, false
 		}
 		d.pstack = append(d.pstack, jsonPair{k, v})
+		if depth == 1 { // the root: split as Members splits it
+			d.top = append(d.top, Member{Key: d.text(k), Value: d.body[start:d.i]})
+		}
 		if more, ok := d.next('}'); !ok {
 			return jval{}, false
 		} else if !more {

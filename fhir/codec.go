@@ -40,6 +40,10 @@ type Resource struct {
 	ID   string
 	Raw  []byte
 	Doc  map[string]any
+	// Members are the top-level members of Raw as Members splits them,
+	// when what made the Resource split them (Validate and ValidateSome
+	// do, from their own decoding); nil otherwise.
+	Members []Member
 }
 
 // collector gathers the validation errors google/fhir reports.

@@ -203,6 +203,20 @@ func (v *Validator) ValidateSourceResource(ctx context.Context, body []byte) []f
 	return issues
 }
 
+// ValidateSourceMembers is ValidateSourceResource that also returns the
+// resource's top-level members, as fhir.Members splits them, from the
+// base validator's own decoding: federation reads a kept resource's
+// identity and sets its meta.source from them without splitting it again.
+// members is nil when the base validation did not split the resource (a
+// Parser without BaseValidator, or a resource that failed it).
+func (v *Validator) ValidateSourceMembers(ctx context.Context, body []byte) (members []fhir.Member, issues []fhir.Issue) {
+	res, issues, _, _ := v.run(ctx, body, "", true)
+	if res != nil {
+		members = res.Members
+	}
+	return members, issues
+}
+
 // Check validates a resource to be written (profileURL as for Validate,
 // usually ProfileFor its type) and returns it parsed. On failure the error
 // is a *fhir.Error: KindInvalid (400) when the body is not a well-formed R4

@@ -1,0 +1,149 @@
+package federation
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/schakelpunt/schakelpunt/fhir"
+	"github.com/schakelpunt/schakelpunt/profiles"
+)
+
+// checkValidator is the profiles validator, built once (slow to build).
+var checkValidator = sync.OnceValues(func() (*profiles.Validator, error) {
+	c, err := fhir.NewCodec()
+	if err != nil {
+		return nil, err
+	}
+	return profiles.New(c)
+})
+
+// unsplit is a Validator that does not hand over the members it split:
+// check then splits the resource itself, with fhir.Members, as it did
+// before the validator's members were used.
+type unsplit struct{ v Validator }
+
+func (u unsplit) ValidateSourceMembers(ctx context.Context, body []byte) ([]fhir.Member, []fhir.Issue) {
+	_, issues := u.v.ValidateSourceMembers(ctx, body)
+	return nil, issues
+}
+
+const checkBase = "https://bron.example/fhir"
+
+// checkSeeds are dispenses check keeps, drops as invalid or as about
+// another patient, with their fullUrl.
+func checkSeeds(tb testing.TB) [][2]string {
+	typical := string(typicalDispense(tb))
+	indented := readFixture(tb, "md-valid.json")
+	minimal := readFixture(tb, "md-minimal.json")
+	url := checkBase + "/MedicationDispense/md-1"
+	seeds := [][2]string{
+		{typical, url},
+		{indented, url},
+		{" \n" + typical + "\t", url},
+		{strings.Replace(typical, `"id":"md-1",`, `"id":"md-1","id":"md-1",`, 1), url},
+		{strings.Replace(typical, `"id":"md-1",`, `"\u0069d":"md-1",`, 1), url},
+		{strings.Replace(typical, `"id":"md-1",`, `"id":"x","id":"md-1",`, 1), url},
+		{strings.Replace(typical, `"id":"md-1"`, `"id":"md-2"`, 1), url},                 // another fullUrl
+		{strings.Replace(typical, `"Patient/p1"`, `"Patient/p2"`, 1), url},               // another patient
+		{strings.Replace(typical, `"Patient/p1"`, `"`+checkBase+`/Patient/p1"`, 1), url}, // absolute
+		{strings.Replace(typical, `"status":"completed"`, `"status":"done"`, 1), url},    // invalid
+		{strings.Replace(typical, `"meta":{`, `"meta":{"source":"https://elders.example",`, 1), url},
+		{strings.Replace(typical, `"meta":{`, `"meta":{"versionId":"3","versionId":"4",`, 1), url},
+		{strings.Replace(typical, `"whenHandedOver":"2026-11-20T10:00:00+01:00",`, ``, 1), url},
+		{minimal, checkBase + "/MedicationDispense/"},
+		{strings.Replace(minimal, `"status"`, `"id": "m", "status"`, 1), checkBase + "/MedicationDispense/m"},
+		{`{"resourceType":"Patient","id":"md-1"}`, checkBase + "/Patient/md-1"},
+		{`{"resourceType":"MedicationDispense","id":"md-1"}`, url},
+		{`[1]`, url},
+		{`{"resourceType":"MedicationDispense","id":7}`, url},
+	}
+	return seeds
+}
+
+func readFixture(tb testing.TB, name string) string {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "profiles", "testdata", name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(b)
+}
+
+// checkBoth checks one resource with the validator's members and with
+// check splitting it itself, and fails when the two differ in verdict,
+// shown resource or date.
+func checkBoth(t *testing.T, v Validator, body []byte, fullURL string) verdict {
+	t.Helper()
+	run := func(v Validator) (verdict, entry) {
+		e := &Engine{cfg: Config{Validator: v}}
+		a := &answer{target: target{source: Source{BaseURL: checkBase}, patientID: "p1"}}
+		en := entry{FullURL: fullURL, Resource: bytes.Clone(body)}
+		return e.check(context.Background(), a, &en, "MedicationDispense"), en
+	}
+	got, gotEn := run(v)
+	want, wantEn := run(unsplit{v})
+	if got != want || !bytes.Equal(gotEn.shown, wantEn.shown) || !gotEn.at.Equal(wantEn.at) {
+		t.Fatalf("check with the validator's members: %v %s %v\nsplitting it itself: %v %s %v\nbody: %s",
+			got, gotEn.shown, gotEn.at, want, wantEn.shown, wantEn.at, body)
+	}
+	return got
+}
+
+// TestCheckWithValidatorMembers: check judges a resource and shows it the
+// same whether it reads the members the validator split or splits the
+// resource itself.
+func TestCheckWithValidatorMembers(t *testing.T) {
+	v, err := checkValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[verdict]int{}
+	for _, s := range checkSeeds(t) {
+		counts[checkBoth(t, v, []byte(s[0]), s[1])]++
+	}
+	if counts[keep] < 8 || counts[invalidResource] < 5 || counts[otherPatient] < 1 {
+		t.Errorf("verdicts %v: the seeds no longer cover each", counts)
+	}
+}
+
+// FuzzCheck: as TestCheckWithValidatorMembers, on arbitrary resources.
+func FuzzCheck(f *testing.F) {
+	for _, s := range checkSeeds(f) {
+		f.Add(s[0], s[1])
+	}
+	v, err := checkValidator()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body, fullURL string) {
+		checkBoth(t, v, []byte(body), fullURL)
+	})
+}
+
+// BenchmarkCheck is all check does to a typical dispense a source
+// returned: validate it, read its identity and date, set meta.source.
+//
+//	go test ./federation -run '^$' -bench 'Check$' -benchmem
+func BenchmarkCheck(b *testing.B) {
+	v, err := checkValidator()
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := typicalDispense(b)
+	e := &Engine{cfg: Config{Validator: v}}
+	a := &answer{target: target{source: Source{BaseURL: checkBase}, patientID: "p1"}}
+	ctx := context.Background()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		en := entry{FullURL: checkBase + "/MedicationDispense/md-1", Resource: body}
+		if e.check(ctx, a, &en, "MedicationDispense") != keep {
+			b.Fatal("not kept")
+		}
+	}
+}
