@@ -2,6 +2,7 @@ package profiles
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"strings"
 	"sync"
@@ -25,9 +26,12 @@ type observed struct {
 	patterns []*regexp.Regexp
 	// matched caches the verdicts of patterns by member name, up to
 	// maxMatched names (the names of valid resources are R4's, a bounded
-	// set; a hostile source's are not).
-	matched sync.Map // string → bool
-	n       atomic.Int32
+	// set; a hostile source's are not). The map is never changed once
+	// published: a new name is added to a copy (under mu), so that the
+	// lookup, made for nearly every member of every resource a source
+	// returns, is a plain map read.
+	matched atomic.Pointer[map[string]bool]
+	mu      sync.Mutex
 }
 
 // maxMatched bounds observed.matched.
@@ -41,8 +45,10 @@ func (o *observed) keeps(key string) bool {
 	if len(o.patterns) == 0 {
 		return false
 	}
-	if m, ok := o.matched.Load(key); ok {
-		return m.(bool)
+	if cached := o.matched.Load(); cached != nil {
+		if m, ok := (*cached)[key]; ok {
+			return m
+		}
 	}
 	m := false
 	for _, re := range o.patterns {
@@ -51,10 +57,26 @@ func (o *observed) keeps(key string) bool {
 			break
 		}
 	}
-	if o.n.Load() < maxMatched && o.n.Add(1) <= maxMatched {
-		o.matched.Store(key, m)
-	}
+	o.remember(key, m)
 	return m
+}
+
+// remember adds the verdict m for key to matched, while it holds fewer
+// than maxMatched names.
+func (o *observed) remember(key string, m bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var old map[string]bool
+	if p := o.matched.Load(); p != nil {
+		old = *p
+	}
+	if len(old) >= maxMatched {
+		return
+	}
+	next := make(map[string]bool, len(old)+1)
+	maps.Copy(next, old)
+	next[key] = m
+	o.matched.Store(&next)
 }
 
 // add merges what another schema observes.

@@ -128,8 +128,7 @@ func TestObservedCacheBounded(t *testing.T) {
 			t.Fatalf("y%d kept", i)
 		}
 	}
-	n := 0
-	o.matched.Range(func(any, any) bool { n++; return true })
+	n := len(*o.matched.Load())
 	if n > maxMatched {
 		t.Errorf("%d names cached, want at most %d", n, maxMatched)
 	}
