@@ -64,7 +64,7 @@ type baseRules struct{ google bool }
 // as an R4 resource, KindUnprocessable for failed base validation, each
 // issue with the FHIRPath of the element at fault.
 func (c *Codec) Validate(body []byte, wantType string) (*Resource, error) {
-	return validateBase(body, wantType, baseRules{}, nil)
+	return validateBase(body, wantType, baseRules{}, nil, nil)
 }
 
 // ValidateSome is Validate for a caller that looks at only some of the
@@ -73,12 +73,14 @@ func (c *Codec) Validate(body []byte, wantType string) (*Resource, error) {
 // is built for the others. The verdict is Validate's. Like Validate, it
 // gives the Resource its Members, split while decoding: a caller that
 // reads or rewrites a few members (federation's meta.source) need not
-// split the body again.
-func (c *Codec) ValidateSome(body []byte, wantType string, keep func(resourceType, key string) bool) (*Resource, error) {
-	return validateBase(body, wantType, baseRules{}, keep)
+// split the body again. When visit is not nil and the resource passed, it
+// is called with the whole decoded resource before ValidateSome returns,
+// for a caller that reads all of it (the profiles' invariants).
+func (c *Codec) ValidateSome(body []byte, wantType string, keep func(resourceType, key string) bool, visit func(Node)) (*Resource, error) {
+	return validateBase(body, wantType, baseRules{}, keep, visit)
 }
 
-func validateBase(body []byte, wantType string, rules baseRules, keep func(resourceType, key string) bool) (*Resource, error) {
+func validateBase(body []byte, wantType string, rules baseRules, keep func(resourceType, key string) bool, visit func(Node)) (*Resource, error) {
 	d := getDecoder()
 	defer d.release()
 	doc, fast := d.decodeFast(body)
@@ -123,6 +125,9 @@ func validateBase(body []byte, wantType string, rules baseRules, keep func(resou
 	walkers.Put(w)
 	if out != nil {
 		return nil, out
+	}
+	if visit != nil {
+		visit(Node{d, doc})
 	}
 	idv, _ := d.get(doc, "id")
 	id := d.str(idv)

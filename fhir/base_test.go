@@ -355,16 +355,53 @@ func FuzzBaseValidation(f *testing.F) {
 }
 
 // checkResourceMembers: a resource Validate accepts has the members
-// Members splits it into.
+// Members splits it into, and the Node ValidateSome visits reads as
+// encoding/json decodes it.
 func checkResourceMembers(t *testing.T, body []byte) {
 	t.Helper()
-	res, err := validateBase(body, "", baseRules{}, keepNoMember)
+	var seen any
+	res, err := validateBase(body, "", baseRules{}, keepNoMember, func(n Node) { seen = nodeAny(n) })
 	if err != nil {
+		if seen != nil {
+			t.Fatalf("Validate(%q) visited a resource it refused", body)
+		}
 		return
 	}
 	if want, err := Members(body); err != nil || !reflect.DeepEqual(res.Members, want) {
 		t.Fatalf("Validate(%q) split it into %q, Members: %q (%v)", body, res.Members, want, err)
 	}
+	if want, err := decodeObject(body); err != nil || !reflect.DeepEqual(seen, want) {
+		t.Fatalf("Validate(%q) visited %v, encoding/json: %v (%v)", body, seen, want, err)
+	}
+}
+
+// nodeAny turns n into what encoding/json decodes, through Node's
+// methods where it has them.
+func nodeAny(n Node) any {
+	switch {
+	case n.IsObject():
+		m := make(map[string]any, n.Len())
+		for i := range n.Len() {
+			k, v := n.Member(i)
+			if got, ok := n.Get(k); !ok || got != v {
+				panic("Get(" + k + ") is not the member")
+			}
+			m[k] = nodeAny(v)
+		}
+		return m
+	case n.IsArray():
+		a := make([]any, n.Len())
+		for i := range a {
+			a[i] = nodeAny(n.Elem(i))
+		}
+		return a
+	case n.IsNull():
+		return nil
+	}
+	if s, ok := n.Str(); ok {
+		return s
+	}
+	return n.d.toAny(n.v) // a number or a boolean
 }
 
 func keepNoMember(string, string) bool { return false }
@@ -390,7 +427,7 @@ func TestValidateSplitsAsMembers(t *testing.T) {
 			}
 		}
 		for _, b := range bodies {
-			if _, err := validateBase(b, "", baseRules{}, nil); err == nil {
+			if _, err := validateBase(b, "", baseRules{}, nil, nil); err == nil {
 				valid++
 			}
 			checkResourceMembers(t, b)
@@ -407,7 +444,7 @@ func TestValidateSomeKeepsOnlyWhatIsAsked(t *testing.T) {
 	res, err := MustCodec(t).ValidateSome(body, "", func(rt, key string) bool {
 		asked = append(asked, rt+"."+key)
 		return key == "gender"
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,7 +458,7 @@ func TestValidateSomeKeepsOnlyWhatIsAsked(t *testing.T) {
 	if want := []string{"Patient.active", "Patient.gender", "Patient.id"}; !slices.Equal(asked, want) {
 		t.Errorf("keep asked about %v, want %v", asked, want)
 	}
-	if _, err := MustCodec(t).ValidateSome([]byte(`{"resourceType":"Patient","gender":"x"}`), "", func(string, string) bool { return false }); err == nil {
+	if _, err := MustCodec(t).ValidateSome([]byte(`{"resourceType":"Patient","gender":"x"}`), "", func(string, string) bool { return false }, nil); err == nil {
 		t.Error("an invalid resource passed ValidateSome")
 	}
 }
@@ -449,7 +486,7 @@ func BenchmarkValidate(b *testing.B) {
 	b.Run("some", func(b *testing.B) { // as profiles asks for a MedicationDispense
 		keep := func(_, k string) bool { return k == "meta" || k == "subject" || k == "status" }
 		for b.Loop() {
-			if _, err := c.ValidateSome(body, "", keep); err != nil {
+			if _, err := c.ValidateSome(body, "", keep, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -26,10 +26,11 @@ type Parser interface {
 // one). When the Parser given to New is one, resources from sources are
 // validated with it: with ValidateSome, which decodes only the top-level
 // members that keep accepts into the Resource's Doc (and always
-// "resourceType"), for the verdict of Validate.
+// "resourceType"), for the verdict of Validate, and hands a resource that
+// passed to visit, for the invariants to read without decoding it again.
 type BaseValidator interface {
 	Validate(body []byte, wantType string) (*fhir.Resource, error)
-	ValidateSome(body []byte, wantType string, keep func(resourceType, key string) bool) (*fhir.Resource, error)
+	ValidateSome(body []byte, wantType string, keep func(resourceType, key string) bool, visit func(fhir.Node)) (*fhir.Resource, error)
 }
 
 // Validator validates resources against the R4 base and our profiles. It is
@@ -246,15 +247,20 @@ func (v *Validator) run(ctx context.Context, body []byte, profileURL string, sou
 	var issues []fhir.Issue
 	var res *fhir.Resource
 	var err error
+	// A resource that passes the base walk has its invariants checked in
+	// the walk's decoded tree, which it hands to tree.visit; any other, in
+	// its JSON (below).
+	tree := getTreeChecker()
+	defer tree.release()
 	if source && v.base != nil {
-		res, err = v.base.ValidateSome(body, "", v.keep)
+		res, err = v.base.ValidateSome(body, "", v.keep, tree.visit)
 	} else {
 		res, err = v.parser.Parse(body, "")
 		if err == nil && v.base != nil {
 			// The base walk's deliberate differences (fhir/base.go) hold
 			// for writes too: it validates contained resources, which
 			// google/fhir's validation pass does not enter.
-			if _, berr := v.base.ValidateSome(body, "", keepNone); berr != nil {
+			if _, berr := v.base.ValidateSome(body, "", keepNone, tree.visit); berr != nil {
 				res, err = nil, berr
 			}
 		}
@@ -324,7 +330,11 @@ func (v *Validator) run(ctx context.Context, body []byte, profileURL string, sou
 	if rt == "Bundle" {
 		issues = v.entries(ctx, doc, rt, "", source, 1, issues)
 	}
-	issues = append(issues, invariants(raw, rt)...)
+	if tree.visited {
+		issues = append(issues, tree.issues...)
+	} else {
+		issues = append(issues, invariants(raw, rt)...)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, append(issues, fhir.Issue{Severity: "error", Code: "timeout", Diagnostics: "validation was cancelled"}), fhir.KindUnavailable, err
 	}
