@@ -360,7 +360,8 @@ var treeCheckers = sync.Pool{New: func() any {
 func getTreeChecker() *treeChecker { return treeCheckers.Get().(*treeChecker) }
 
 func (w *treeChecker) release() {
-	w.root, w.issues, w.segs, w.visited = "", nil, w.segs[:0], false
+	clear(w.profiles) // the pool keeps no body alive
+	w.root, w.issues, w.segs, w.visited, w.profiles = "", nil, w.segs[:0], false, w.profiles[:0]
 	treeCheckers.Put(w)
 }
 
@@ -376,14 +377,27 @@ type treeChecker struct {
 	// then allocates nothing); visited tells it ran.
 	visit   func(fhir.Node)
 	visited bool
+	// profiles are the strings of the resource's meta.profile, as
+	// metaProfiles reads them: run need not decode meta.
+	profiles []string
 }
 
 // visitResource checks the invariants of a resource ValidateSome hands
-// over, into w.issues (root, for their expressions, is its type).
+// over, into w.issues (root, for their expressions, is its type), and
+// reads its meta.profile.
 func (w *treeChecker) visitResource(resource fhir.Node) {
 	rtNode, _ := resource.Get("resourceType")
 	w.root, _ = rtNode.Str()
 	w.object(resource)
+	meta, _ := resource.Get("meta")
+	list, _ := meta.Get("profile")
+	if list.IsArray() {
+		for i := range list.Len() {
+			if s, ok := list.Elem(i).Str(); ok {
+				w.profiles = append(w.profiles, s)
+			}
+		}
+	}
 	w.visited = true
 }
 

@@ -120,7 +120,8 @@ func FuzzInvariants(f *testing.F) {
 
 // FuzzTreeInvariants compares the invariants over the base validator's
 // decoded tree (for resources that pass base validation) with those over
-// the JSON, seeded with the variants of the differential test that pass.
+// the JSON, and the meta.profile read there with metaProfiles', seeded
+// with the variants of the differential test that pass.
 func FuzzTreeInvariants(f *testing.F) {
 	c, err := fhir.NewCodec()
 	if err != nil {
@@ -141,6 +142,10 @@ func FuzzTreeInvariants(f *testing.F) {
 		}
 		if got, want := tidy(w.issues), tidy(invariants(body, w.root)); !sameIssues(got, want) {
 			t.Errorf("got  %s\nwant %s", render(got), render(want))
+		}
+		doc, _ := decodeResource(body)
+		if want := metaProfiles(doc); !slices.Equal(w.profiles, want) {
+			t.Errorf("meta.profile %q, want %q", w.profiles, want)
 		}
 	})
 }

@@ -87,7 +87,7 @@ func TestKeepMember(t *testing.T) {
 		rt, key string
 		keep    bool
 	}{
-		{"MedicationDispense", "meta", true},
+		{"MedicationDispense", "meta", false},            // read in the tree
 		{"MedicationDispense", "subject", true},          // required
 		{"MedicationDispense", "medicationString", true}, // a type the profile forbids
 		{"MedicationDispense", "_medicationString", true},
@@ -99,7 +99,7 @@ func TestKeepMember(t *testing.T) {
 		{"Patient", "id", false},
 		{"Bundle", "entry", true}, // entries are validated by type
 		{"Bundle", "id", true},
-		{"Observation", "meta", true}, // no profile of ours
+		{"Observation", "meta", false}, // no profile of ours
 		{"Observation", "status", false},
 	} {
 		t.Run(tt.rt+"."+tt.key, func(t *testing.T) {

@@ -130,12 +130,13 @@ func (v *Validator) StructureDefinitions() []Definition {
 func keepNone(string, string) bool { return false }
 
 // keepMember reports whether run can look at the top-level member key of
-// a resource of type rt from a source: meta (meta.profile names the
-// profiles to apply), the members our profiles of type rt can see, and
-// every member of a Bundle (its entries are validated against the
-// profiles of their types, and its type tells a document).
+// a resource of type rt from a source: the members our profiles of type
+// rt can see, and every member of a Bundle (its entries are validated
+// against the profiles of their types, and its type tells a document).
+// meta, whose profile names the profiles to apply, run reads in the
+// decoded tree ValidateSome hands to visit.
 func (v *Validator) keepMember(rt, key string) bool {
-	if rt == "Bundle" || key == "meta" {
+	if rt == "Bundle" {
 		return true
 	}
 	o := v.observed[rt]
@@ -315,7 +316,11 @@ func (v *Validator) run(ctx context.Context, body []byte, profileURL string, sou
 			use(u, func() {})
 		}
 	}
-	for i, u := range metaProfiles(doc) {
+	named := tree.profiles // read while visiting the tree
+	if !tree.visited {
+		named = metaProfiles(doc)
+	}
+	for i, u := range named {
 		use(u, func() {
 			if !source {
 				issues = append(issues, fhir.Issue{Severity: "error", Code: "not-supported",
