@@ -128,7 +128,7 @@ func TestObservedCacheBounded(t *testing.T) {
 			t.Fatalf("y%d kept", i)
 		}
 	}
-	n := len(*o.matched.Load())
+	n := len(*o.known.Load())
 	if n > maxMatched {
 		t.Errorf("%d names cached, want at most %d", n, maxMatched)
 	}
