@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -286,18 +287,18 @@ func (v *Validator) run(ctx context.Context, body []byte, profileURL string, sou
 	}
 	rt, _ := doc["resourceType"].(string)
 
-	var apply []*profile
-	seen := map[string]bool{}
+	var applyBuf, seenBuf [4]*profile        // a few profiles are named
+	apply, seen := applyBuf[:0], seenBuf[:0] // a profile is used once
 	use := func(url string, unknown func()) {
 		p := v.lookup(url)
 		if p == nil {
 			unknown()
 			return
 		}
-		if seen[p.url] {
+		if slices.Contains(seen, p) {
 			return
 		}
-		seen[p.url] = true
+		seen = append(seen, p)
 		if p.typ != rt {
 			issues = append(issues, fhir.Issue{Severity: "error", Code: "processing",
 				Diagnostics: fmt.Sprintf("profile %s constrains %s, not %s", p.url, p.typ, rt)})
