@@ -48,13 +48,13 @@ type jsonPair struct{ key, v jval }
 type jsonDecoder struct {
 	s      string
 	i      int
-	body   []byte     // what s was copied from
-	top    []Member   // the root object's members as given, values in body
-	pairs  []jsonPair // the members of the objects read, each object's together
-	vals   []jval     // the elements of the arrays read, each array's together
-	strs   []string   // the strings with escapes read, unescaped
-	pstack []jsonPair // the members of the objects being read
-	vstack []jval     // the elements of the arrays being read
+	body   []byte      // what s was copied from
+	top    []topMember // the root object's members as given
+	pairs  []jsonPair  // the members of the objects read, each object's together
+	vals   []jval      // the elements of the arrays read, each array's together
+	strs   []string    // the strings with escapes read, unescaped
+	pstack []jsonPair  // the members of the objects being read
+	vstack []jval      // the elements of the arrays being read
 }
 
 var decoders = sync.Pool{New: func() any { return &jsonDecoder{} }}
@@ -78,11 +78,10 @@ func (d *jsonDecoder) release() {
 // maxPooledValues bounds the slabs a pooled decoder keeps.
 const maxPooledValues = 1 << 14
 
-// reset empties d. Of what it held only strs and top have pointers: they
-// are cleared, so that the pool keeps no string or body alive.
+// reset empties d. Of what it held only strs has pointers: it is cleared,
+// so that the pool keeps no string alive.
 func (d *jsonDecoder) reset() {
 	clear(d.strs)
-	clear(d.top)
 	d.s, d.i, d.body = "", 0, nil
 	d.pairs, d.vals, d.strs, d.pstack, d.vstack, d.top = d.pairs[:0], d.vals[:0], d.strs[:0], d.pstack[:0], d.vstack[:0], d.top[:0]
 }
@@ -167,8 +166,18 @@ func (d *jsonDecoder) decodeFast(body []byte) (jval, bool) {
 // split again.
 func (d *jsonDecoder) topMembers() []Member {
 	ms := make([]Member, len(d.top))
-	copy(ms, d.top)
+	for i, m := range d.top {
+		ms[i] = Member{Key: d.text(m.key), Value: d.body[m.start:m.end]}
+	}
 	return unique(ms)
+}
+
+// topMember is a member of the root object as decodeFast read it: its
+// key, and where its value is in the body. It holds no pointer, so that
+// recording it needs no write barrier.
+type topMember struct {
+	key        jval
+	start, end uint32
 }
 
 // jsonMaxDepth is encoding/json's limit on nesting.
@@ -250,7 +259,7 @@ func (d *jsonDecoder) object(depth int) (jval, bool) {
 		}
 		d.pstack = append(d.pstack, jsonPair{k, v})
 		if depth == 1 { // the root: split as Members splits it
-			d.top = append(d.top, Member{Key: d.text(k), Value: d.body[start:d.i]})
+			d.top = append(d.top, topMember{k, uint32(start), uint32(d.i)})
 		}
 		if more, ok := d.next('}'); !ok {
 			return jval{}, false
