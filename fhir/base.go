@@ -133,7 +133,7 @@ func validateBase(body []byte, wantType string, rules baseRules, keep func(resou
 	id := d.str(idv)
 	var members []Member
 	if fast {
-		members = d.topMembers()
+		members = d.topMembers(doc)
 	} else {
 		members, _ = Members(body) // valid JSON: no error
 	}

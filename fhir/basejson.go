@@ -162,12 +162,15 @@ func (d *jsonDecoder) decodeFast(body []byte) (jval, bool) {
 }
 
 // topMembers returns what Members returns for the body decodeFast decoded
-// (it checked all of it), from the members it recorded: the body is not
-// split again.
-func (d *jsonDecoder) topMembers() []Member {
+// as root (it checked all of it), from the members it recorded: the body
+// is not split again.
+func (d *jsonDecoder) topMembers(root jval) []Member {
 	ms := make([]Member, len(d.top))
 	for i, m := range d.top {
 		ms[i] = Member{Key: d.text(m.key), Value: d.body[m.start:m.end]}
+	}
+	if len(ms) == len(d.members(root)) {
+		return ms // no key given twice: nothing to merge
 	}
 	return unique(ms)
 }
