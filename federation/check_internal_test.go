@@ -147,3 +147,20 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	}
 }
+
+// TestIsJoin: isJoin is s == strings.Join(parts, "").
+func TestIsJoin(t *testing.T) {
+	for _, tc := range []struct {
+		s     string
+		parts []string
+	}{
+		{"", nil}, {"", []string{""}}, {"a", nil}, {"ab", []string{"a", "b"}}, {"ab", []string{"ab", ""}},
+		{"abc", []string{"a", "b"}}, {"ab", []string{"a", "bc"}}, {"aab", []string{"a", "b"}},
+		{"https://x/MedicationDispense/1", []string{"https://x", "/", "MedicationDispense", "/", "1"}},
+		{"https://x/MedicationDispense/", []string{"https://x", "/", "MedicationDispense", "/", ""}},
+	} {
+		if got, want := isJoin(tc.s, tc.parts...), tc.s == strings.Join(tc.parts, ""); got != want {
+			t.Errorf("isJoin(%q, %q) = %v", tc.s, tc.parts, got)
+		}
+	}
+}
