@@ -27,8 +27,8 @@ var checkValidator = sync.OnceValues(func() (*profiles.Validator, error) {
 // before the validator's members were used.
 type unsplit struct{ v Validator }
 
-func (u unsplit) ValidateSourceMembers(ctx context.Context, body []byte) ([]fhir.Member, []fhir.Issue) {
-	_, issues := u.v.ValidateSourceMembers(ctx, body)
+func (u unsplit) ValidateSourceMembers(ctx context.Context, body []byte, memo *profiles.SourceMemo) ([]fhir.Member, []fhir.Issue) {
+	_, issues := u.v.ValidateSourceMembers(ctx, body, memo)
 	return nil, issues
 }
 
@@ -74,21 +74,22 @@ func readFixture(tb testing.TB, name string) string {
 	return string(b)
 }
 
-// checkBoth checks one resource with the validator's members and with
-// check splitting it itself, and fails when the two differ in verdict,
-// shown resource or date.
-func checkBoth(t *testing.T, v Validator, body []byte, fullURL string) verdict {
+// checkBoth checks one resource with the validator's members and memo
+// (shared with the resources checked before), and as check did before
+// either, splitting it itself without a memo; it fails when the two differ
+// in verdict, shown resource or date.
+func checkBoth(t *testing.T, v Validator, body []byte, fullURL string, memo *profiles.SourceMemo) verdict {
 	t.Helper()
-	run := func(v Validator) (verdict, entry) {
+	run := func(v Validator, memo *profiles.SourceMemo) (verdict, entry) {
 		e := &Engine{cfg: Config{Validator: v}}
 		a := &answer{target: target{source: Source{BaseURL: checkBase}, patientID: "p1"}}
 		en := entry{FullURL: fullURL, Resource: bytes.Clone(body)}
-		return e.check(context.Background(), a, &en, "MedicationDispense"), en
+		return e.check(context.Background(), a, &en, "MedicationDispense", memo), en
 	}
-	got, gotEn := run(v)
-	want, wantEn := run(unsplit{v})
+	got, gotEn := run(v, memo)
+	want, wantEn := run(unsplit{v}, nil)
 	if got != want || !bytes.Equal(gotEn.shown, wantEn.shown) || !gotEn.at.Equal(wantEn.at) {
-		t.Fatalf("check with the validator's members: %v %s %v\nsplitting it itself: %v %s %v\nbody: %s",
+		t.Fatalf("check with the validator's members and memo: %v %s %v\nsplitting it itself: %v %s %v\nbody: %s",
 			got, gotEn.shown, gotEn.at, want, wantEn.shown, wantEn.at, body)
 	}
 	return got
@@ -103,10 +104,13 @@ func TestCheckWithValidatorMembers(t *testing.T) {
 		t.Fatal(err)
 	}
 	counts := map[verdict]int{}
-	for _, s := range checkSeeds(t) {
-		counts[checkBoth(t, v, []byte(s[0]), s[1])]++
+	var memo profiles.SourceMemo // one answer's
+	for range 2 {                // the second time from the memo
+		for _, s := range checkSeeds(t) {
+			counts[checkBoth(t, v, []byte(s[0]), s[1], &memo)]++
+		}
 	}
-	if counts[keep] < 8 || counts[invalidResource] < 5 || counts[otherPatient] < 1 {
+	if counts[keep] < 16 || counts[invalidResource] < 10 || counts[otherPatient] < 2 {
 		t.Errorf("verdicts %v: the seeds no longer cover each", counts)
 	}
 }
@@ -121,15 +125,26 @@ func FuzzCheck(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, body, fullURL string) {
-		checkBoth(t, v, []byte(body), fullURL)
+		var memo profiles.SourceMemo
+		checkBoth(t, v, []byte(body), fullURL, &memo)
+		checkBoth(t, v, []byte(body), fullURL, &memo) // from the memo
+		checkBoth(t, v, []byte(body), fullURL, nil)
 	})
 }
 
 // BenchmarkCheck is all check does to a typical dispense a source
-// returned: validate it, read its identity and date, set meta.source.
+// returned: validate it, read its identity and date, set meta.source. The
+// dispenses come in answers of 20, each checked with its own memo;
+// BenchmarkCheckNoMemo is without one.
 //
-//	go test ./federation -run '^$' -bench 'Check$' -benchmem
-func BenchmarkCheck(b *testing.B) {
+//	go test ./federation -run '^$' -bench 'Check' -benchmem
+func BenchmarkCheck(b *testing.B) { benchCheck(b, 20) }
+
+// BenchmarkCheckNoMemo is BenchmarkCheck without a memo: what every
+// resource costs whose members the profile sees differ from the others'.
+func BenchmarkCheckNoMemo(b *testing.B) { benchCheck(b, 0) }
+
+func benchCheck(b *testing.B, perAnswer int) {
 	v, err := checkValidator()
 	if err != nil {
 		b.Fatal(err)
@@ -138,11 +153,15 @@ func BenchmarkCheck(b *testing.B) {
 	e := &Engine{cfg: Config{Validator: v}}
 	a := &answer{target: target{source: Source{BaseURL: checkBase}, patientID: "p1"}}
 	ctx := context.Background()
+	var memo *profiles.SourceMemo
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
-	for b.Loop() {
+	for i := 0; b.Loop(); i++ {
+		if perAnswer > 0 && i%perAnswer == 0 {
+			memo = new(profiles.SourceMemo)
+		}
 		en := entry{FullURL: checkBase + "/MedicationDispense/md-1", Resource: body}
-		if e.check(ctx, a, &en, "MedicationDispense") != keep {
+		if e.check(ctx, a, &en, "MedicationDispense", memo) != keep {
 			b.Fatal("not kept")
 		}
 	}

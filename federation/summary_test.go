@@ -12,6 +12,7 @@ import (
 	"github.com/schakelpunt/schakelpunt/access"
 	"github.com/schakelpunt/schakelpunt/federation"
 	"github.com/schakelpunt/schakelpunt/fhir"
+	"github.com/schakelpunt/schakelpunt/profiles"
 )
 
 // invalidDoc is a document Bundle whose Composition breaks R4 (no
@@ -22,7 +23,7 @@ var invalidDoc = []byte(`{"resourceType":"Bundle","type":"document","entry":[{"f
 // deadline.
 type stalling struct{}
 
-func (stalling) ValidateSourceMembers(ctx context.Context, _ []byte) ([]fhir.Member, []fhir.Issue) {
+func (stalling) ValidateSourceMembers(ctx context.Context, _ []byte, _ *profiles.SourceMemo) ([]fhir.Member, []fhir.Issue) {
 	<-ctx.Done()
 	return nil, []fhir.Issue{{Severity: "error", Code: "timeout", Diagnostics: "validation was cancelled"}}
 }

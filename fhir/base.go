@@ -74,13 +74,14 @@ func (c *Codec) Validate(body []byte, wantType string) (*Resource, error) {
 // gives the Resource its Members, split while decoding: a caller that
 // reads or rewrites a few members (federation's meta.source) need not
 // split the body again. When visit is not nil and the resource passed, it
-// is called with the whole decoded resource before ValidateSome returns,
-// for a caller that reads all of it (the profiles' invariants).
-func (c *Codec) ValidateSome(body []byte, wantType string, keep func(resourceType, key string) bool, visit func(Node)) (*Resource, error) {
+// is called with the whole decoded resource and its Members, before the
+// Doc is built, for a caller that reads all of it (the profiles'
+// invariants) or decides from it what keep keeps.
+func (c *Codec) ValidateSome(body []byte, wantType string, keep func(resourceType, key string) bool, visit func(Node, []Member)) (*Resource, error) {
 	return validateBase(body, wantType, baseRules{}, keep, visit)
 }
 
-func validateBase(body []byte, wantType string, rules baseRules, keep func(resourceType, key string) bool, visit func(Node)) (*Resource, error) {
+func validateBase(body []byte, wantType string, rules baseRules, keep func(resourceType, key string) bool, visit func(Node, []Member)) (*Resource, error) {
 	d := getDecoder()
 	defer d.release()
 	doc, fast := d.decodeFast(body)
@@ -126,17 +127,17 @@ func validateBase(body []byte, wantType string, rules baseRules, keep func(resou
 	if out != nil {
 		return nil, out
 	}
-	if visit != nil {
-		visit(Node{d, doc})
-	}
-	idv, _ := d.get(doc, "id")
-	id := d.str(idv)
 	var members []Member
 	if fast {
 		members = d.topMembers(doc)
 	} else {
 		members, _ = Members(body) // valid JSON: no error
 	}
+	if visit != nil {
+		visit(Node{d, doc}, members)
+	}
+	idv, _ := d.get(doc, "id")
+	id := d.str(idv)
 	return &Resource{Type: rt, ID: id, Raw: body, Doc: keptDoc(d, doc, rt, keep), Members: members}, nil
 }
 

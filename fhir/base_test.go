@@ -360,7 +360,8 @@ func FuzzBaseValidation(f *testing.F) {
 func checkResourceMembers(t *testing.T, body []byte) {
 	t.Helper()
 	var seen any
-	res, err := validateBase(body, "", baseRules{}, keepNoMember, func(n Node) { seen = nodeAny(n) })
+	var visited []Member
+	res, err := validateBase(body, "", baseRules{}, keepNoMember, func(n Node, ms []Member) { seen, visited = nodeAny(n), ms })
 	if err != nil {
 		if seen != nil {
 			t.Fatalf("Validate(%q) visited a resource it refused", body)
@@ -369,6 +370,9 @@ func checkResourceMembers(t *testing.T, body []byte) {
 	}
 	if want, err := Members(body); err != nil || !reflect.DeepEqual(res.Members, want) {
 		t.Fatalf("Validate(%q) split it into %q, Members: %q (%v)", body, res.Members, want, err)
+	}
+	if !reflect.DeepEqual(visited, res.Members) {
+		t.Fatalf("Validate(%q) visited with members %q, not its own %q", body, visited, res.Members)
 	}
 	if want, err := decodeObject(body); err != nil || !reflect.DeepEqual(seen, want) {
 		t.Fatalf("Validate(%q) visited %v, encoding/json: %v (%v)", body, seen, want, err)

@@ -352,7 +352,7 @@ func stringValue(v []byte) []byte {
 
 var treeCheckers = sync.Pool{New: func() any {
 	w := new(treeChecker)
-	w.visit = w.visitResource
+	w.visit, w.keep = w.visitResource, w.keepMember
 	return w
 }}
 
@@ -362,6 +362,7 @@ func getTreeChecker() *treeChecker { return treeCheckers.Get().(*treeChecker) }
 func (w *treeChecker) release() {
 	clear(w.profiles) // the pool keeps no body alive
 	w.root, w.issues, w.segs, w.visited, w.profiles = "", nil, w.segs[:0], false, w.profiles[:0]
+	w.v, w.memo, w.key, w.keyed, w.hit, w.cached = nil, nil, w.key[:0], false, false, nil
 	treeCheckers.Put(w)
 }
 
@@ -373,19 +374,30 @@ type treeChecker struct {
 	root   string
 	segs   []treeSeg // the path to the value being walked
 	issues []fhir.Issue
-	// visit is visitResource, bound once (passing it to ValidateSome
-	// then allocates nothing); visited tells it ran.
-	visit   func(fhir.Node)
+	// visit and keep are visitResource and keepMember, bound once
+	// (passing them to ValidateSome then allocates nothing); visited
+	// tells visit ran.
+	visit   func(fhir.Node, []fhir.Member)
+	keep    func(rt, key string) bool
 	visited bool
 	// profiles are the strings of the resource's meta.profile, as
 	// metaProfiles reads them: run need not decode meta.
 	profiles []string
+	// v validates; memo is the answer's (nil for none), in which visit
+	// looked the resource up (keyed) by key: hit when it holds its
+	// schemas' issues, cached (memo.go).
+	v      *Validator
+	memo   *SourceMemo
+	key    []byte
+	keyed  bool
+	hit    bool
+	cached []fhir.Issue
 }
 
 // visitResource checks the invariants of a resource ValidateSome hands
-// over, into w.issues (root, for their expressions, is its type), and
-// reads its meta.profile.
-func (w *treeChecker) visitResource(resource fhir.Node) {
+// over, into w.issues (root, for their expressions, is its type), reads
+// its meta.profile, and with a memo looks it up there by its members ms.
+func (w *treeChecker) visitResource(resource fhir.Node, ms []fhir.Member) {
 	rtNode, _ := resource.Get("resourceType")
 	w.root, _ = rtNode.Str()
 	w.object(resource)
@@ -397,6 +409,9 @@ func (w *treeChecker) visitResource(resource fhir.Node) {
 				w.profiles = append(w.profiles, s)
 			}
 		}
+	}
+	if w.memo != nil && w.root != "Bundle" {
+		w.lookUp(ms)
 	}
 	w.visited = true
 }

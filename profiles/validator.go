@@ -31,7 +31,7 @@ type Parser interface {
 // passed to visit, for the invariants to read without decoding it again.
 type BaseValidator interface {
 	Validate(body []byte, wantType string) (*fhir.Resource, error)
-	ValidateSome(body []byte, wantType string, keep func(resourceType, key string) bool, visit func(fhir.Node)) (*fhir.Resource, error)
+	ValidateSome(body []byte, wantType string, keep func(resourceType, key string) bool, visit func(fhir.Node, []fhir.Member)) (*fhir.Resource, error)
 }
 
 // Validator validates resources against the R4 base and our profiles. It is
@@ -186,7 +186,7 @@ func HasErrors(issues []fhir.Issue) bool {
 // against the profiles their own meta.profile names (an unknown one there is
 // a warning). The issues are sorted by expression; none means valid.
 func (v *Validator) Validate(ctx context.Context, body []byte, profileURL string) []fhir.Issue {
-	_, issues, _, _ := v.run(ctx, body, profileURL, false)
+	_, issues, _, _ := v.run(ctx, body, profileURL, false, nil)
 	return issues
 }
 
@@ -202,7 +202,7 @@ func (v *Validator) Validate(ctx context.Context, body []byte, profileURL string
 // the top-level members our profiles can see (all of a Bundle's); the
 // invariants read the JSON itself.
 func (v *Validator) ValidateSourceResource(ctx context.Context, body []byte) []fhir.Issue {
-	_, issues, _, _ := v.run(ctx, body, "", true)
+	_, issues, _, _ := v.run(ctx, body, "", true, nil)
 	return issues
 }
 
@@ -211,9 +211,10 @@ func (v *Validator) ValidateSourceResource(ctx context.Context, body []byte) []f
 // base validator's own decoding: federation reads a kept resource's
 // identity and sets its meta.source from them without splitting it again.
 // members is nil when the base validation did not split the resource (a
-// Parser without BaseValidator, or a resource that failed it).
-func (v *Validator) ValidateSourceMembers(ctx context.Context, body []byte) (members []fhir.Member, issues []fhir.Issue) {
-	res, issues, _, _ := v.run(ctx, body, "", true)
+// Parser without BaseValidator, or a resource that failed it). memo, when
+// not nil, is the SourceMemo of the answer the resource is part of.
+func (v *Validator) ValidateSourceMembers(ctx context.Context, body []byte, memo *SourceMemo) (members []fhir.Member, issues []fhir.Issue) {
+	res, issues, _, _ := v.run(ctx, body, "", true, memo)
 	if res != nil {
 		members = res.Members
 	}
@@ -226,7 +227,7 @@ func (v *Validator) ValidateSourceMembers(ctx context.Context, body []byte) (mem
 // resource, KindUnprocessable (422) when it fails validation, each with
 // issues for the OperationOutcome.
 func (v *Validator) Check(ctx context.Context, body []byte, profileURL string) (*fhir.Resource, error) {
-	res, issues, kind, err := v.run(ctx, body, profileURL, false)
+	res, issues, kind, err := v.run(ctx, body, profileURL, false, nil)
 	if err != nil {
 		return nil, fmt.Errorf("profiles: validate: %w", err)
 	}
@@ -240,8 +241,10 @@ func (v *Validator) Check(ctx context.Context, body []byte, profileURL string) (
 // validation failed; for source data its Doc holds only the members
 // keepMember keeps), the issues, and the kind of error they amount to. err
 // is set, with an issue saying so, when validation could not be done: ctx
-// ended or the parser failed unexpectedly.
-func (v *Validator) run(ctx context.Context, body []byte, profileURL string, source bool) (*fhir.Resource, []fhir.Issue, fhir.Kind, error) {
+// ended or the parser failed unexpectedly. memo (source data only, may be
+// nil) remembers the schemas' issues across the resources of an answer
+// (memo.go).
+func (v *Validator) run(ctx context.Context, body []byte, profileURL string, source bool, memo *SourceMemo) (*fhir.Resource, []fhir.Issue, fhir.Kind, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, []fhir.Issue{{Severity: "error", Code: "timeout", Diagnostics: "validation was cancelled"}}, fhir.KindUnavailable, err
 	}
@@ -254,8 +257,9 @@ func (v *Validator) run(ctx context.Context, body []byte, profileURL string, sou
 	// its JSON (below).
 	tree := getTreeChecker()
 	defer tree.release()
+	tree.v, tree.memo = v, memo
 	if source && v.base != nil {
-		res, err = v.base.ValidateSome(body, "", v.keep, tree.visit)
+		res, err = v.base.ValidateSome(body, "", tree.keep, tree.visit)
 	} else {
 		res, err = v.parser.Parse(body, "")
 		if err == nil && v.base != nil {
@@ -330,8 +334,16 @@ func (v *Validator) run(ctx context.Context, body []byte, profileURL string, sou
 			}
 		})
 	}
-	for _, p := range apply {
-		issues = v.schemaIssues(p.schema, doc, rt, "", issues)
+	if tree.hit { // the Doc holds resourceType only
+		issues = append(issues, cloneIssues(tree.cached)...)
+	} else {
+		from := len(issues)
+		for _, p := range apply {
+			issues = v.schemaIssues(p.schema, doc, rt, "", issues)
+		}
+		if tree.keyed {
+			memo.remember(tree.key, issues[from:])
+		}
 	}
 	if rt == "Bundle" {
 		issues = v.entries(ctx, doc, rt, "", source, 1, issues)
