@@ -19,7 +19,8 @@ import (
 
 // The differential test: ValidateSourceResource (base validation with
 // ValidateSome, the profile over the members it can see, the invariants
-// over bytes) and Validate must give exactly the issues of the reference
+// over the decoded tree, or the bytes when base validation fails) and
+// Validate must give exactly the issues of the reference
 // path (reference_test.go: the whole resource decoded, the invariants over
 // the decoded document), on every fixture of this package, the demo
 // sources' data (each resource on its own and whole Bundles), the official

@@ -28,7 +28,9 @@ type Parser interface {
 // validated with it: with ValidateSome, which decodes only the top-level
 // members that keep accepts into the Resource's Doc (and always
 // "resourceType"), for the verdict of Validate, and hands a resource that
-// passed to visit, for the invariants to read without decoding it again.
+// passed, with its members, to visit: the invariants and meta.profile are
+// read there without decoding it again, and a SourceMemo is consulted
+// before keep is asked.
 type BaseValidator interface {
 	Validate(body []byte, wantType string) (*fhir.Resource, error)
 	ValidateSome(body []byte, wantType string, keep func(resourceType, key string) bool, visit func(fhir.Node, []fhir.Member)) (*fhir.Resource, error)
@@ -200,7 +202,8 @@ func (v *Validator) Validate(ctx context.Context, body []byte, profileURL string
 // entry's resource on its own. Base validation is the Parser's
 // BaseValidator when it has one, which decodes, for the profile step, only
 // the top-level members our profiles can see (all of a Bundle's); the
-// invariants read the JSON itself.
+// invariants read its decoded tree (the JSON of a resource that failed
+// base validation).
 func (v *Validator) ValidateSourceResource(ctx context.Context, body []byte) []fhir.Issue {
 	_, issues, _, _ := v.run(ctx, body, "", true, nil)
 	return issues
