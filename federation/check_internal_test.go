@@ -5,6 +5,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -181,5 +183,49 @@ func TestIsJoin(t *testing.T) {
 		if got, want := isJoin(tc.s, tc.parts...), tc.s == strings.Join(tc.parts, ""); got != want {
 			t.Errorf("isJoin(%q, %q) = %v", tc.s, tc.parts, got)
 		}
+	}
+}
+
+// plain is a Validator as check had before: it neither hands over the
+// members it split nor keeps a memo.
+type plain struct{ v Validator }
+
+func (p plain) ValidateSourceMembers(ctx context.Context, body []byte, _ *profiles.SourceMemo) ([]fhir.Member, []fhir.Issue) {
+	_, issues := p.v.ValidateSourceMembers(ctx, body, nil)
+	return nil, issues
+}
+
+// TestValidateAnswerWithMemos: an answer long enough to be checked by
+// several goroutines, each with its own memo, keeps and drops what it did
+// without members or memos.
+func TestValidateAnswerWithMemos(t *testing.T) {
+	v, err := checkValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []entry
+	for range 4 {
+		for _, s := range checkSeeds(t) {
+			entries = append(entries, entry{FullURL: s[1], Resource: []byte(s[0])})
+		}
+	}
+	run := func(v Validator) *answer {
+		e := &Engine{cfg: Config{Validator: v}}
+		a := &answer{target: target{source: Source{BaseURL: checkBase}, patientID: "p1"}, entries: slices.Clone(entries)}
+		e.validate(context.Background(), a, "MedicationDispense")
+		return a
+	}
+	got, want := run(v), run(plain{v})
+	if got.dropped != want.dropped || !reflect.DeepEqual(got.issues, want.issues) || len(got.entries) != len(want.entries) {
+		t.Fatalf("dropped %d %v, kept %d; without: dropped %d %v, kept %d",
+			got.dropped, got.issues, len(got.entries), want.dropped, want.issues, len(want.entries))
+	}
+	for i := range got.entries {
+		if g, w := got.entries[i], want.entries[i]; g.FullURL != w.FullURL || !bytes.Equal(g.shown, w.shown) || !g.at.Equal(w.at) {
+			t.Errorf("entry %d: %s %s, without: %s %s", i, g.FullURL, g.shown, w.FullURL, w.shown)
+		}
+	}
+	if len(got.entries) < 20 || got.dropped < 20 {
+		t.Errorf("kept %d, dropped %d: the seeds no longer cover both", len(got.entries), got.dropped)
 	}
 }
