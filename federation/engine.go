@@ -16,6 +16,7 @@ import (
 	"github.com/schakelpunt/schakelpunt/access/mtls"
 	"github.com/schakelpunt/schakelpunt/audit"
 	"github.com/schakelpunt/schakelpunt/fhir"
+	"github.com/schakelpunt/schakelpunt/profiles"
 	"github.com/schakelpunt/schakelpunt/store"
 )
 
@@ -41,9 +42,14 @@ type Index interface {
 	Search(ctx context.Context, q store.Query) (store.Page, error)
 }
 
-// Validator checks a resource a source returned.
+// Validator checks a resource a source returned (*profiles.Validator is
+// one). It returns the issues, and the resource's top-level members as
+// fhir.Members splits them when it split them while validating (nil
+// otherwise): check reads the resource's identity and sets its
+// meta.source from them. memo (nil for none) is the answer's, one per
+// goroutine checking it.
 type Validator interface {
-	ValidateSourceResource(ctx context.Context, body []byte) []fhir.Issue
+	ValidateSourceMembers(ctx context.Context, body []byte, memo *profiles.SourceMemo) ([]fhir.Member, []fhir.Issue)
 }
 
 // Defaults of Config.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/schakelpunt/schakelpunt/fhir"
+	"github.com/schakelpunt/schakelpunt/profiles"
 )
 
 // validate keeps of a's entries the resources of type typ that pass the
@@ -31,8 +32,9 @@ func (e *Engine) validate(ctx context.Context, a *answer, typ string) {
 	verdicts := make([]verdict, len(a.entries))
 	workers := min(runtime.GOMAXPROCS(0), (len(a.entries)+validateChunk-1)/validateChunk)
 	if workers <= 1 {
+		var memo profiles.SourceMemo
 		for i := range a.entries {
-			verdicts[i] = e.check(ctx, a, &a.entries[i], typ)
+			verdicts[i] = e.check(ctx, a, &a.entries[i], typ, &memo)
 			runtime.Gosched()
 		}
 	} else {
@@ -40,8 +42,9 @@ func (e *Engine) validate(ctx context.Context, a *answer, typ string) {
 		var wg sync.WaitGroup
 		for range workers {
 			wg.Go(func() {
+				var memo profiles.SourceMemo // one per goroutine
 				for i := int(next.Add(1) - 1); i < len(a.entries); i = int(next.Add(1) - 1) {
-					verdicts[i] = e.check(ctx, a, &a.entries[i], typ)
+					verdicts[i] = e.check(ctx, a, &a.entries[i], typ, &memo)
 					runtime.Gosched()
 				}
 			})
@@ -101,20 +104,27 @@ const (
 // check judges one entry of a: its type, its fullUrl, the validator, and
 // its subject. An entry it keeps is made ready for the merge: meta.source
 // set and its whenHandedOver read, from the same split of its members.
-func (e *Engine) check(ctx context.Context, a *answer, en *entry, typ string) verdict {
+// memo is the validator's memo of a's resources (one per goroutine).
+func (e *Engine) check(ctx context.Context, a *answer, en *entry, typ string, memo *profiles.SourceMemo) verdict {
 	if ctx.Err() != nil {
 		return unchecked
 	}
 	base := a.target.source.BaseURL
-	ms, err := fhir.Members(en.Resource)
-	if err != nil {
+	ms, issues := e.cfg.Validator.ValidateSourceMembers(ctx, en.Resource, memo)
+	if hasErrors(issues) {
 		return invalidResource
+	}
+	var err error
+	if ms == nil { // the validator did not split it
+		if ms, err = fhir.Members(en.Resource); err != nil {
+			return invalidResource
+		}
 	}
 	rt, id, subject, ok := identity(ms)
-	if !ok || rt != typ || en.FullURL != base+"/"+typ+"/"+id || hasErrors(e.cfg.Validator.ValidateSourceResource(ctx, en.Resource)) {
+	if !ok || rt != typ || !isJoin(en.FullURL, base, "/", typ, "/", id) {
 		return invalidResource
 	}
-	if subject != "Patient/"+a.target.patientID && subject != base+"/Patient/"+a.target.patientID {
+	if !isJoin(subject, "Patient/", a.target.patientID) && !isJoin(subject, base, "/Patient/", a.target.patientID) {
 		return otherPatient
 	}
 	if en.shown, err = fhir.SetMetaSource(en.Resource, ms, base); err != nil {
@@ -122,6 +132,18 @@ func (e *Engine) check(ctx context.Context, a *answer, en *entry, typ string) ve
 	}
 	en.at = dateOf(ms, "whenHandedOver")
 	return keep
+}
+
+// isJoin reports whether s is the concatenation of parts, without
+// building it (check compares URLs for every resource).
+func isJoin(s string, parts ...string) bool {
+	for _, p := range parts {
+		var ok bool
+		if s, ok = strings.CutPrefix(s, p); !ok {
+			return false
+		}
+	}
+	return s == ""
 }
 
 // identity reads a resource's type, id and subject reference from its
@@ -156,6 +178,13 @@ func dateOf(ms []fhir.Member, key string) time.Time {
 		}
 	}
 	return time.Time{}
+}
+
+// validateSource returns the issues v finds in a resource a source
+// returned.
+func validateSource(ctx context.Context, v Validator, body []byte) []fhir.Issue {
+	_, issues := v.ValidateSourceMembers(ctx, body, nil)
+	return issues
 }
 
 func hasErrors(issues []fhir.Issue) bool {

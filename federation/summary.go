@@ -77,7 +77,7 @@ func (e *Engine) validateDocument(ctx context.Context, a *answer) {
 	// Read as shown in a searchset of documents (meta.source set), should
 	// there be more than one.
 	shown, date, err := fhir.WithMetaSource(doc, a.target.source.BaseURL, "timestamp")
-	invalid := err != nil || json.Unmarshal(doc, &b) != nil || hasErrors(e.cfg.Validator.ValidateSourceResource(ctx, doc))
+	invalid := err != nil || json.Unmarshal(doc, &b) != nil || hasErrors(validateSource(ctx, e.cfg.Validator, doc))
 	if ctx.Err() != nil {
 		// Nothing unchecked is shown: the source counts as too slow.
 		a.entries = nil

@@ -13,6 +13,7 @@ import (
 	"github.com/schakelpunt/schakelpunt/access"
 	"github.com/schakelpunt/schakelpunt/federation"
 	"github.com/schakelpunt/schakelpunt/fhir"
+	"github.com/schakelpunt/schakelpunt/profiles"
 )
 
 // invalidDoc is a document Bundle whose Composition breaks R4 (no
@@ -23,9 +24,9 @@ var invalidDoc = []byte(`{"resourceType":"Bundle","type":"document","entry":[{"f
 // deadline.
 type stalling struct{}
 
-func (stalling) ValidateSourceResource(ctx context.Context, _ []byte) []fhir.Issue {
+func (stalling) ValidateSourceMembers(ctx context.Context, _ []byte, _ *profiles.SourceMemo) ([]fhir.Member, []fhir.Issue) {
 	<-ctx.Done()
-	return []fhir.Issue{{Severity: "error", Code: "timeout", Diagnostics: "validation was cancelled"}}
+	return nil, []fhir.Issue{{Severity: "error", Code: "timeout", Diagnostics: "validation was cancelled"}}
 }
 
 func TestGPSummary(t *testing.T) {

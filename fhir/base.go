@@ -64,23 +64,29 @@ type baseRules struct{ google bool }
 // as an R4 resource, KindUnprocessable for failed base validation, each
 // issue with the FHIRPath of the element at fault.
 func (c *Codec) Validate(body []byte, wantType string) (*Resource, error) {
-	return validateBase(body, wantType, baseRules{}, nil)
+	return validateBase(body, wantType, baseRules{}, nil, nil)
 }
 
 // ValidateSome is Validate for a caller that looks at only some of the
 // resource's top-level elements: the Resource's Doc holds "resourceType"
 // and the members for which keep(resourceType, key) is true, and nothing
-// is built for the others. The verdict is Validate's.
-func (c *Codec) ValidateSome(body []byte, wantType string, keep func(resourceType, key string) bool) (*Resource, error) {
-	return validateBase(body, wantType, baseRules{}, keep)
+// is built for the others. The verdict is Validate's. Like Validate, it
+// gives the Resource its Members, split while decoding: a caller that
+// reads or rewrites a few members (federation's meta.source) need not
+// split the body again. When visit is not nil and the resource passed, it
+// is called with the whole decoded resource and its Members, before the
+// Doc is built, for a caller that reads all of it (the profiles'
+// invariants) or decides from it what keep keeps.
+func (c *Codec) ValidateSome(body []byte, wantType string, keep func(resourceType, key string) bool, visit func(Node, []Member)) (*Resource, error) {
+	return validateBase(body, wantType, baseRules{}, keep, visit)
 }
 
-func validateBase(body []byte, wantType string, rules baseRules, keep func(resourceType, key string) bool) (*Resource, error) {
+func validateBase(body []byte, wantType string, rules baseRules, keep func(resourceType, key string) bool, visit func(Node, []Member)) (*Resource, error) {
 	d := getDecoder()
 	defer d.release()
-	doc, ok := d.decodeFast(body)
+	doc, fast := d.decodeFast(body)
 	badUTF8 := false // decodeFast takes UTF-8 only
-	if !ok {
+	if !fast {
 		badUTF8 = !utf8.Valid(body)
 		m, err := decodeObject(body)
 		if err != nil {
@@ -121,9 +127,18 @@ func validateBase(body []byte, wantType string, rules baseRules, keep func(resou
 	if out != nil {
 		return nil, out
 	}
+	var members []Member
+	if fast {
+		members = d.topMembers(doc)
+	} else {
+		members, _ = Members(body) // valid JSON: no error
+	}
+	if visit != nil {
+		visit(Node{d, doc}, members)
+	}
 	idv, _ := d.get(doc, "id")
 	id := d.str(idv)
-	return &Resource{Type: rt, ID: id, Raw: body, Doc: keptDoc(d, doc, rt, keep)}, nil
+	return &Resource{Type: rt, ID: id, Raw: body, Doc: keptDoc(d, doc, rt, keep), Members: members}, nil
 }
 
 // keptDoc returns, in a map sized for them, resourceType and the members

@@ -95,7 +95,7 @@ func googleVerdict(tb testing.TB, body []byte) verdict {
 }
 
 func ourVerdict(body []byte) verdict {
-	_, err := validateBase(body, "", baseRules{google: true}, nil)
+	_, err := validateBase(body, "", baseRules{google: true}, nil, nil)
 	return verdictOf(err)
 }
 

@@ -314,6 +314,9 @@ func checkDecodeFast(t *testing.T, body []byte) {
 	if k := repeatedKey(d, fast); k != "" {
 		t.Fatalf("decodeFast(%q) holds key %q twice in one object", body, k)
 	}
+	if want, err := Members(body); err != nil || !reflect.DeepEqual(d.topMembers(fast), want) {
+		t.Fatalf("decodeFast(%q) split the root into %q, Members: %q (%v)", body, d.topMembers(fast), want, err)
+	}
 	d.reset()
 	if again := d.fromAny(slow); !reflect.DeepEqual(d.toAny(again), slow) {
 		t.Fatalf("fromAny(%v) does not turn back into it", slow)
@@ -337,6 +340,7 @@ func FuzzBaseValidation(f *testing.F) {
 	f.Add([]byte(`{"resourceType":"Patient","name":[{"given":[null,"a"],"_given":[{"id":"x"},null]}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		checkDecodeFast(t, body)
+		checkResourceMembers(t, body)
 		if _, err := decodeObject(body); err != nil {
 			return
 		}
@@ -350,13 +354,101 @@ func FuzzBaseValidation(f *testing.F) {
 	})
 }
 
+// checkResourceMembers: a resource Validate accepts has the members
+// Members splits it into, and the Node ValidateSome visits reads as
+// encoding/json decodes it.
+func checkResourceMembers(t *testing.T, body []byte) {
+	t.Helper()
+	var seen any
+	var visited []Member
+	res, err := validateBase(body, "", baseRules{}, keepNoMember, func(n Node, ms []Member) { seen, visited = nodeAny(n), ms })
+	if err != nil {
+		if seen != nil {
+			t.Fatalf("Validate(%q) visited a resource it refused", body)
+		}
+		return
+	}
+	if want, err := Members(body); err != nil || !reflect.DeepEqual(res.Members, want) {
+		t.Fatalf("Validate(%q) split it into %q, Members: %q (%v)", body, res.Members, want, err)
+	}
+	if !reflect.DeepEqual(visited, res.Members) {
+		t.Fatalf("Validate(%q) visited with members %q, not its own %q", body, visited, res.Members)
+	}
+	if want, err := decodeObject(body); err != nil || !reflect.DeepEqual(seen, want) {
+		t.Fatalf("Validate(%q) visited %v, encoding/json: %v (%v)", body, seen, want, err)
+	}
+}
+
+// nodeAny turns n into what encoding/json decodes, through Node's
+// methods where it has them.
+func nodeAny(n Node) any {
+	switch {
+	case n.IsObject():
+		m := make(map[string]any, n.Len())
+		for i := range n.Len() {
+			k, v := n.Member(i)
+			if got, ok := n.Get(k); !ok || got != v {
+				panic("Get(" + k + ") is not the member")
+			}
+			m[k] = nodeAny(v)
+		}
+		return m
+	case n.IsArray():
+		a := make([]any, n.Len())
+		for i := range a {
+			a[i] = nodeAny(n.Elem(i))
+		}
+		return a
+	case n.IsNull():
+		return nil
+	}
+	if s, ok := n.Str(); ok {
+		return s
+	}
+	return n.d.toAny(n.v) // a number or a boolean
+}
+
+func keepNoMember(string, string) bool { return false }
+
+// TestValidateSplitsAsMembers: the members a valid resource's Resource
+// holds are Members', on every fixture and its mutations (some valid,
+// with keys repeated, escaped or in another case).
+func TestValidateSplitsAsMembers(t *testing.T) {
+	perSite, sites := 3, 100
+	if testing.Short() || raceDetector {
+		perSite, sites = 1, 25
+	}
+	valid := 0
+	for _, path := range corpusFiles(t) {
+		body, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies := [][]byte{body, []byte("  " + string(body) + "\n")}
+		if doc, err := decodeAnyNumber(body); err == nil {
+			for _, m := range mutations(doc, perSite, sites) {
+				bodies = append(bodies, m.body)
+			}
+		}
+		for _, b := range bodies {
+			if _, err := validateBase(b, "", baseRules{}, nil, nil); err == nil {
+				valid++
+			}
+			checkResourceMembers(t, b)
+		}
+	}
+	if valid < 100 {
+		t.Errorf("only %d valid bodies: the comparison says little", valid)
+	}
+}
+
 func TestValidateSomeKeepsOnlyWhatIsAsked(t *testing.T) {
 	body := []byte(`{"resourceType":"Patient","id":"p1","active":true,"gender":"female"}`)
 	var asked []string
 	res, err := MustCodec(t).ValidateSome(body, "", func(rt, key string) bool {
 		asked = append(asked, rt+"."+key)
 		return key == "gender"
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +462,7 @@ func TestValidateSomeKeepsOnlyWhatIsAsked(t *testing.T) {
 	if want := []string{"Patient.active", "Patient.gender", "Patient.id"}; !slices.Equal(asked, want) {
 		t.Errorf("keep asked about %v, want %v", asked, want)
 	}
-	if _, err := MustCodec(t).ValidateSome([]byte(`{"resourceType":"Patient","gender":"x"}`), "", func(string, string) bool { return false }); err == nil {
+	if _, err := MustCodec(t).ValidateSome([]byte(`{"resourceType":"Patient","gender":"x"}`), "", func(string, string) bool { return false }, nil); err == nil {
 		t.Error("an invalid resource passed ValidateSome")
 	}
 }
@@ -398,7 +490,7 @@ func BenchmarkValidate(b *testing.B) {
 	b.Run("some", func(b *testing.B) { // as profiles asks for a MedicationDispense
 		keep := func(_, k string) bool { return k == "meta" || k == "subject" || k == "status" }
 		for b.Loop() {
-			if _, err := c.ValidateSome(body, "", keep); err != nil {
+			if _, err := c.ValidateSome(body, "", keep, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -48,11 +48,13 @@ type jsonPair struct{ key, v jval }
 type jsonDecoder struct {
 	s      string
 	i      int
-	pairs  []jsonPair // the members of the objects read, each object's together
-	vals   []jval     // the elements of the arrays read, each array's together
-	strs   []string   // the strings with escapes read, unescaped
-	pstack []jsonPair // the members of the objects being read
-	vstack []jval     // the elements of the arrays being read
+	body   []byte      // what s was copied from
+	top    []topMember // the root object's members as given
+	pairs  []jsonPair  // the members of the objects read, each object's together
+	vals   []jval      // the elements of the arrays read, each array's together
+	strs   []string    // the strings with escapes read, unescaped
+	pstack []jsonPair  // the members of the objects being read
+	vstack []jval      // the elements of the arrays being read
 }
 
 var decoders = sync.Pool{New: func() any { return &jsonDecoder{} }}
@@ -80,8 +82,8 @@ const maxPooledValues = 1 << 14
 // so that the pool keeps no string alive.
 func (d *jsonDecoder) reset() {
 	clear(d.strs)
-	d.s, d.i = "", 0
-	d.pairs, d.vals, d.strs, d.pstack, d.vstack = d.pairs[:0], d.vals[:0], d.strs[:0], d.pstack[:0], d.vstack[:0]
+	d.s, d.i, d.body = "", 0, nil
+	d.pairs, d.vals, d.strs, d.pstack, d.vstack, d.top = d.pairs[:0], d.vals[:0], d.strs[:0], d.pstack[:0], d.vstack[:0], d.top[:0]
 }
 
 // members returns the members of object v.
@@ -136,13 +138,14 @@ func (d *jsonDecoder) get(v jval, k string) (jval, bool) {
 // decode exactly as encoding/json would (invalid JSON, invalid UTF-8, a
 // value other than an object, nesting beyond encoding/json's limit): the
 // caller then resets d and uses decodeObject, for its verdict and its
-// message.
+// message. It also records the root object's members as given, with
+// their values as body's bytes (topMembers).
 func (d *jsonDecoder) decodeFast(body []byte) (jval, bool) {
 	s := string(body)
 	if !utf8.ValidString(s) || uint64(len(s)) > math.MaxUint32 {
 		return jval{}, false
 	}
-	d.s, d.i = s, 0
+	d.s, d.i, d.body = s, 0, body
 	d.space()
 	if d.i >= len(s) || s[d.i] != '{' {
 		return jval{}, false
@@ -156,6 +159,28 @@ func (d *jsonDecoder) decodeFast(body []byte) (jval, bool) {
 		return jval{}, false
 	}
 	return v, true
+}
+
+// topMembers returns what Members returns for the body decodeFast decoded
+// as root (it checked all of it), from the members it recorded: the body
+// is not split again.
+func (d *jsonDecoder) topMembers(root jval) []Member {
+	ms := make([]Member, len(d.top))
+	for i, m := range d.top {
+		ms[i] = Member{Key: d.text(m.key), Value: d.body[m.start:m.end]}
+	}
+	if len(ms) == len(d.members(root)) {
+		return ms // no key given twice: nothing to merge
+	}
+	return unique(ms)
+}
+
+// topMember is a member of the root object as decodeFast read it: its
+// key, and where its value is in the body. It holds no pointer, so that
+// recording it needs no write barrier.
+type topMember struct {
+	key        jval
+	start, end uint32
 }
 
 // jsonMaxDepth is encoding/json's limit on nesting.
@@ -230,11 +255,15 @@ func (d *jsonDecoder) object(depth int) (jval, bool) {
 		}
 		d.i++
 		d.space()
+		start := d.i
 		v, ok := d.value(depth)
 		if !ok {
 			return jval{}, false
 		}
 		d.pstack = append(d.pstack, jsonPair{k, v})
+		if depth == 1 { // the root: split as Members splits it
+			d.top = append(d.top, topMember{k, uint32(start), uint32(d.i)})
+		}
 		if more, ok := d.next('}'); !ok {
 			return jval{}, false
 		} else if !more {

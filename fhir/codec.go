@@ -40,6 +40,10 @@ type Resource struct {
 	ID   string
 	Raw  []byte
 	Doc  map[string]any
+	// Members are the top-level members of Raw as Members splits them,
+	// when what made the Resource split them (Validate and ValidateSome
+	// do, from their own decoding); nil otherwise.
+	Members []Member
 }
 
 // collector gathers the validation errors google/fhir reports.
@@ -230,11 +234,31 @@ func FormatInstant(t time.Time) string {
 }
 
 // jsonString renders s as a JSON string (strconv.Quote would write Go
-// escapes such as \x01, which are not JSON).
+// escapes such as \x01, which are not JSON), as encoding/json does. A
+// string of printable ASCII that encoding/json leaves as it is (no quote,
+// backslash or HTML character) is only quoted: meta.source, a base URL,
+// is one, set on every resource of a federated answer.
 func jsonString(s string) []byte {
+	if plainJSONString(s) {
+		b := make([]byte, 0, len(s)+2)
+		return append(append(append(b, '"'), s...), '"')
+	}
 	b, err := json.Marshal(s)
 	if err != nil {
 		panic(err) // cannot happen: a string always marshals
 	}
 	return b
+}
+
+// plainJSONString reports whether encoding/json writes s as it is between
+// quotes: printable ASCII without '"', '\\' and the characters it escapes
+// for HTML ('<', '>', '&').
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c > 0x7e, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
 }

@@ -358,3 +358,21 @@ func TestFormatInstant(t *testing.T) {
 		})
 	}
 }
+
+// TestJSONString: jsonString writes what encoding/json writes, with its
+// shortcut for plain strings or without.
+func TestJSONString(t *testing.T) {
+	samples := []string{"", "https://bron.example/fhir", "a b", `a"b`, `a\b`, "<a>", "a&b", "\x7f", "é", "\u2028", "\xff", "tab\there"}
+	for c := range 256 {
+		samples = append(samples, "x"+string(rune(c)), "x"+string([]byte{byte(c)}))
+	}
+	for _, s := range samples {
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := jsonString(s); !bytes.Equal(got, want) {
+			t.Errorf("jsonString(%q) = %s, encoding/json: %s", s, got, want)
+		}
+	}
+}

@@ -349,8 +349,12 @@ func setMetaSource(raw []byte, ms []Member, source string, splice bool) ([]byte,
 	} else {
 		metaMembers = append(metaMembers, Member{Key: "source", Value: src})
 	}
+	metaSize := 2 // what writeObject writes when the keys are plain: no growing
+	for _, m := range metaMembers {
+		metaSize += len(m.Key) + 4 + len(m.Value)
+	}
 	var mb bytes.Buffer
-	mb.Grow(len(src) + 16)
+	mb.Grow(metaSize)
 	writeObject(&mb, metaMembers)
 	meta := Member{Key: "meta", Value: mb.Bytes()}
 	at := metaAt // where meta goes

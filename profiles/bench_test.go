@@ -147,7 +147,7 @@ func BenchmarkSourceProfileStep(b *testing.B) {
 	p := v.lookup(ProfileMedicationDispense)
 	for _, f := range benchFixtures {
 		body := mustRead(b, f.file)
-		some, err := c.ValidateSome(body, "", v.keep)
+		some, err := c.ValidateSome(body, "", v.keep, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

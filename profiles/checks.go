@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -347,4 +348,182 @@ func stringValue(v []byte) []byte {
 		return nil
 	}
 	return []byte(s)
+}
+
+var treeCheckers = sync.Pool{New: func() any {
+	w := new(treeChecker)
+	w.visit, w.keep = w.visitResource, w.keepMember
+	return w
+}}
+
+// getTreeChecker returns a treeChecker from the pool; release returns it.
+func getTreeChecker() *treeChecker { return treeCheckers.Get().(*treeChecker) }
+
+func (w *treeChecker) release() {
+	clear(w.profiles) // the pool keeps no body alive
+	w.root, w.issues, w.segs, w.visited, w.profiles = "", nil, w.segs[:0], false, w.profiles[:0]
+	w.v, w.memo, w.key, w.keyed, w.hit, w.cached = nil, nil, w.key[:0], false, false, nil
+	treeCheckers.Put(w)
+}
+
+// treeChecker is invariants over a resource that passed base validation,
+// read in the base validator's decoded tree (fhir.Node, which ValidateSome
+// hands to its visit) rather than in its JSON: the same checks over the
+// same values, what a decoder sees, without scanning the JSON again.
+type treeChecker struct {
+	root   string
+	segs   []treeSeg // the path to the value being walked
+	issues []fhir.Issue
+	// visit and keep are visitResource and keepMember, bound once
+	// (passing them to ValidateSome then allocates nothing); visited
+	// tells visit ran.
+	visit   func(fhir.Node, []fhir.Member)
+	keep    func(rt, key string) bool
+	visited bool
+	// profiles are the strings of the resource's meta.profile, as
+	// metaProfiles reads them: run need not decode meta.
+	profiles []string
+	// v validates; memo is the answer's (nil for none), in which visit
+	// looked the resource up (keyed) by key: hit when it holds its
+	// schemas' issues, cached (memo.go).
+	v      *Validator
+	memo   *SourceMemo
+	key    []byte
+	keyed  bool
+	hit    bool
+	cached []fhir.Issue
+}
+
+// visitResource checks the invariants of a resource ValidateSome hands
+// over, into w.issues (root, for their expressions, is its type), reads
+// its meta.profile, and with a memo looks it up there by its members ms.
+func (w *treeChecker) visitResource(resource fhir.Node, ms []fhir.Member) {
+	rtNode, _ := resource.Get("resourceType")
+	w.root, _ = rtNode.Str()
+	w.object(resource)
+	meta, _ := resource.Get("meta")
+	list, _ := meta.Get("profile")
+	if list.IsArray() {
+		for i := range list.Len() {
+			if s, ok := list.Elem(i).Str(); ok {
+				w.profiles = append(w.profiles, s)
+			}
+		}
+	}
+	if w.memo != nil && w.root != "Bundle" {
+		w.lookUp(ms)
+	}
+	w.visited = true
+}
+
+// treeSeg is a step of the path: a member name (idx < 0), or an array
+// index.
+type treeSeg struct {
+	key string
+	idx int
+}
+
+func (w *treeChecker) add(severity, diagnostics string, segs ...string) {
+	p := make([]string, 0, len(w.segs)+len(segs))
+	for _, s := range w.segs {
+		if s.idx >= 0 {
+			p = append(p, strconv.Itoa(s.idx))
+		} else {
+			p = append(p, s.key)
+		}
+	}
+	w.issues = append(w.issues, fhir.Issue{Severity: severity, Code: "invariant", Diagnostics: diagnostics,
+		Expression: []string{segmentsPath(w.root, append(p, segs...))}})
+}
+
+// child walks n, the value of a member or element at step s of the path.
+// The checks look at objects only: strings, numbers and literals are
+// skipped.
+func (w *treeChecker) child(n fhir.Node, s treeSeg) {
+	if !n.IsObject() && !n.IsArray() {
+		return
+	}
+	w.segs = append(w.segs, s)
+	if n.IsObject() {
+		w.object(n)
+	} else {
+		for i := range n.Len() {
+			w.child(n.Elem(i), treeSeg{idx: i})
+		}
+	}
+	w.segs = w.segs[:len(w.segs)-1]
+}
+
+// object checks the object n and walks its members.
+func (w *treeChecker) object(n fhir.Node) {
+	// The members the object checks look at (the zero Node, null, if
+	// absent).
+	var value, system, resourceType, policy, policyRule fhir.Node
+	for i := range n.Len() {
+		key, val := n.Member(i)
+		switch key {
+		case "value":
+			value = val
+		case "system":
+			system = val
+		case "resourceType":
+			resourceType = val
+		case "policy":
+			policy = val
+		case "policyRule":
+			policyRule = val
+		}
+		w.periods(key, val)
+		w.child(val, treeSeg{key: key, idx: -1})
+	}
+	if value, ok := value.Str(); ok {
+		switch system, _ := system.Str(); system {
+		case fhir.SystemBSN:
+			if !fhir.ValidBSN(value) {
+				w.add("error", "sp-bsn-1: the identifier's value is not a valid BSN (nine digits passing the eleven-check)", "value")
+			}
+		case fhir.SystemURA:
+			if !fhir.ValidURA(value) {
+				w.add("error", "sp-ura-1: the identifier's value is not a valid URA (eight digits)", "value")
+			}
+		}
+	}
+	if rt, _ := resourceType.Str(); rt == "Consent" && policy.IsNull() && policyRule.IsNull() {
+		w.add("warning", "ppc-1: a Consent should name a policy or a policyRule (R4 invariant ppc-1)")
+	}
+}
+
+// periods checks the Period (or Periods) val under the member key.
+func (w *treeChecker) periods(key string, val fhir.Node) {
+	if key != "period" && !strings.HasSuffix(key, "Period") {
+		return
+	}
+	if val.IsObject() {
+		w.period(val, key)
+		return
+	}
+	if val.IsArray() {
+		for i := range val.Len() {
+			if p := val.Elem(i); p.IsObject() {
+				w.period(p, key, strconv.Itoa(i))
+			}
+		}
+	}
+}
+
+// period reports a Period p whose start is certainly after its end, as
+// checker.period does.
+func (w *treeChecker) period(p fhir.Node, segs ...string) {
+	startNode, _ := p.Get("start")
+	endNode, _ := p.Get("end")
+	start, ok1 := startNode.Str()
+	end, ok2 := endNode.Str()
+	if !ok1 || !ok2 {
+		return
+	}
+	s, ok1 := fhir.ParseDateRange(start)
+	e, ok2 := fhir.ParseDateRange(end)
+	if ok1 && ok2 && s.Lo >= e.Hi {
+		w.add("error", "per-1: the period's start is after its end", append(segs, "start")...)
+	}
 }

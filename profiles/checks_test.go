@@ -3,6 +3,8 @@ package profiles
 import (
 	"slices"
 	"testing"
+
+	"github.com/schakelpunt/schakelpunt/fhir"
 )
 
 func TestInvariants(t *testing.T) {
@@ -112,6 +114,38 @@ func FuzzInvariants(f *testing.F) {
 		got, want := tidy(invariants(raw, rt)), tidy(referenceInvariants(doc, rt))
 		if !sameIssues(got, want) {
 			t.Errorf("got  %s\nwant %s", render(got), render(want))
+		}
+	})
+}
+
+// FuzzTreeInvariants compares the invariants over the base validator's
+// decoded tree (for resources that pass base validation) with those over
+// the JSON, and the meta.profile read there with metaProfiles', seeded
+// with the variants of the differential test that pass.
+func FuzzTreeInvariants(f *testing.F) {
+	c, err := fhir.NewCodec()
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, in := range profilesTestdata(f) {
+		for _, vr := range variants(f, in) {
+			if _, err := c.Validate(vr.body, ""); err == nil {
+				f.Add(vr.body)
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		w := getTreeChecker()
+		defer w.release()
+		if _, err := c.ValidateSome(body, "", keepNone, w.visit); err != nil || !w.visited {
+			return
+		}
+		if got, want := tidy(w.issues), tidy(invariants(body, w.root)); !sameIssues(got, want) {
+			t.Errorf("got  %s\nwant %s", render(got), render(want))
+		}
+		doc, _ := decodeResource(body)
+		if want := metaProfiles(doc); !slices.Equal(w.profiles, want) {
+			t.Errorf("meta.profile %q, want %q", w.profiles, want)
 		}
 	})
 }

@@ -19,7 +19,8 @@ import (
 
 // The differential test: ValidateSourceResource (base validation with
 // ValidateSome, the profile over the members it can see, the invariants
-// over bytes) and Validate must give exactly the issues of the reference
+// over the decoded tree, or the bytes when base validation fails) and
+// Validate must give exactly the issues of the reference
 // path (reference_test.go: the whole resource decoded, the invariants over
 // the decoded document), on every fixture of this package, the demo
 // sources' data (each resource on its own and whole Bundles), the official
@@ -45,7 +46,7 @@ func TestSourceValidationMatchesReference(t *testing.T) {
 	light := testing.Short() || raceDetector
 	groups := []struct {
 		name  string
-		load  func(t *testing.T) []differentialInput
+		load  func(t testing.TB) []differentialInput
 		write bool // compare Validate (writes, google/fhir's parser) too
 		every int  // when light, one input in every
 	}{
@@ -157,7 +158,7 @@ func rootType(body []byte) string {
 	return doc.ResourceType
 }
 
-func profilesTestdata(t *testing.T) []differentialInput {
+func profilesTestdata(t testing.TB) []differentialInput {
 	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +172,7 @@ func profilesTestdata(t *testing.T) []differentialInput {
 
 // demoResources returns the demo sources' Bundles, whole, and each of their
 // entries' resources on its own (as a source returns them).
-func demoResources(t *testing.T) []differentialInput {
+func demoResources(t testing.TB) []differentialInput {
 	root := filepath.Join("..", "federation", "source", "testdata", "demo")
 	var out []differentialInput
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
@@ -204,7 +205,7 @@ func demoResources(t *testing.T) []differentialInput {
 
 // r4Examples returns the official examples of our types (MustR4Examples:
 // skipped with SCHAKELPUNT_SKIP_NPM=1), but the big ones.
-func r4Examples(t *testing.T) []differentialInput {
+func r4Examples(t testing.TB) []differentialInput {
 	dir := MustR4Examples(t)
 	var out []differentialInput
 	for _, typ := range exampleTypes {
@@ -222,7 +223,7 @@ func r4Examples(t *testing.T) []differentialInput {
 	return out
 }
 
-func mustReadFile(t *testing.T, path string) []byte {
+func mustReadFile(t testing.TB, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -246,7 +247,7 @@ var (
 // objects; meta.profile naming profiles known and unknown; and byte-level
 // changes a decoder sees through (repeated keys, escaped keys, invalid
 // UTF-8) or not (trailing data, truncation).
-func variants(t *testing.T, in differentialInput) []variant {
+func variants(t testing.TB, in differentialInput) []variant {
 	t.Helper()
 	doc, ok := decodeAny(t, string(in.body)).(map[string]any)
 	if !ok {

@@ -2,6 +2,7 @@ package profiles
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"strings"
 	"sync"
@@ -23,26 +24,31 @@ type observed struct {
 	all      bool            // every member
 	names    map[string]bool // members by name
 	patterns []*regexp.Regexp
-	// matched caches the verdicts of patterns by member name, up to
-	// maxMatched names (the names of valid resources are R4's, a bounded
-	// set; a hostile source's are not).
-	matched sync.Map // string → bool
-	n       atomic.Int32
+	// known holds names (true), and caches the verdicts of patterns by
+	// member name, up to maxMatched names more (the names of valid
+	// resources are R4's, a bounded set; a hostile source's are not).
+	// The map is never changed once published: a new name is added to a
+	// copy (under mu), so that the one lookup, made for every member of
+	// every resource a source returns, is a plain map read.
+	known atomic.Pointer[map[string]bool]
+	mu    sync.Mutex
 }
 
-// maxMatched bounds observed.matched.
+// maxMatched bounds the pattern verdicts observed.known caches.
 const maxMatched = 1024
 
 // keeps reports whether the profiles can see the member key.
 func (o *observed) keeps(key string) bool {
-	if o.all || o.names[key] {
+	if o.all {
 		return true
+	}
+	if known := o.known.Load(); known != nil {
+		if m, ok := (*known)[key]; ok {
+			return m
+		}
 	}
 	if len(o.patterns) == 0 {
 		return false
-	}
-	if m, ok := o.matched.Load(key); ok {
-		return m.(bool)
 	}
 	m := false
 	for _, re := range o.patterns {
@@ -51,10 +57,26 @@ func (o *observed) keeps(key string) bool {
 			break
 		}
 	}
-	if o.n.Load() < maxMatched && o.n.Add(1) <= maxMatched {
-		o.matched.Store(key, m)
-	}
+	o.remember(key, m)
 	return m
+}
+
+// remember adds the verdict m for key to known, while it holds fewer than
+// maxMatched verdicts.
+func (o *observed) remember(key string, m bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var old map[string]bool
+	if p := o.known.Load(); p != nil {
+		old = *p
+	}
+	if len(old) >= len(o.names)+maxMatched {
+		return
+	}
+	next := make(map[string]bool, len(old)+1)
+	maps.Copy(next, old)
+	next[key] = m
+	o.known.Store(&next)
 }
 
 // add merges what another schema observes.
@@ -68,6 +90,8 @@ func (o *observed) add(names map[string]bool, patterns []string, all bool) error
 	for n := range names {
 		o.names[n] = true
 	}
+	known := maps.Clone(o.names) // verdicts cached before are dropped
+	o.known.Store(&known)
 	for _, p := range patterns {
 		re, err := regexp.Compile(p)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,10 +27,13 @@ type Parser interface {
 // one). When the Parser given to New is one, resources from sources are
 // validated with it: with ValidateSome, which decodes only the top-level
 // members that keep accepts into the Resource's Doc (and always
-// "resourceType"), for the verdict of Validate.
+// "resourceType"), for the verdict of Validate, and hands a resource that
+// passed, with its members, to visit: the invariants and meta.profile are
+// read there without decoding it again, and a SourceMemo is consulted
+// before keep is asked.
 type BaseValidator interface {
 	Validate(body []byte, wantType string) (*fhir.Resource, error)
-	ValidateSome(body []byte, wantType string, keep func(resourceType, key string) bool) (*fhir.Resource, error)
+	ValidateSome(body []byte, wantType string, keep func(resourceType, key string) bool, visit func(fhir.Node, []fhir.Member)) (*fhir.Resource, error)
 }
 
 // Validator validates resources against the R4 base and our profiles. It is
@@ -129,12 +133,13 @@ func (v *Validator) StructureDefinitions() []Definition {
 func keepNone(string, string) bool { return false }
 
 // keepMember reports whether run can look at the top-level member key of
-// a resource of type rt from a source: meta (meta.profile names the
-// profiles to apply), the members our profiles of type rt can see, and
-// every member of a Bundle (its entries are validated against the
-// profiles of their types, and its type tells a document).
+// a resource of type rt from a source: the members our profiles of type
+// rt can see, and every member of a Bundle (its entries are validated
+// against the profiles of their types, and its type tells a document).
+// meta, whose profile names the profiles to apply, run reads in the
+// decoded tree ValidateSome hands to visit.
 func (v *Validator) keepMember(rt, key string) bool {
-	if rt == "Bundle" || key == "meta" {
+	if rt == "Bundle" {
 		return true
 	}
 	o := v.observed[rt]
@@ -183,7 +188,7 @@ func HasErrors(issues []fhir.Issue) bool {
 // against the profiles their own meta.profile names (an unknown one there is
 // a warning). The issues are sorted by expression; none means valid.
 func (v *Validator) Validate(ctx context.Context, body []byte, profileURL string) []fhir.Issue {
-	_, issues, _, _ := v.run(ctx, body, profileURL, false)
+	_, issues, _, _ := v.run(ctx, body, profileURL, false, nil)
 	return issues
 }
 
@@ -197,10 +202,26 @@ func (v *Validator) Validate(ctx context.Context, body []byte, profileURL string
 // entry's resource on its own. Base validation is the Parser's
 // BaseValidator when it has one, which decodes, for the profile step, only
 // the top-level members our profiles can see (all of a Bundle's); the
-// invariants read the JSON itself.
+// invariants read its decoded tree (the JSON of a resource that failed
+// base validation).
 func (v *Validator) ValidateSourceResource(ctx context.Context, body []byte) []fhir.Issue {
-	_, issues, _, _ := v.run(ctx, body, "", true)
+	_, issues, _, _ := v.run(ctx, body, "", true, nil)
 	return issues
+}
+
+// ValidateSourceMembers is ValidateSourceResource that also returns the
+// resource's top-level members, as fhir.Members splits them, from the
+// base validator's own decoding: federation reads a kept resource's
+// identity and sets its meta.source from them without splitting it again.
+// members is nil when the base validation did not split the resource (a
+// Parser without BaseValidator, or a resource that failed it). memo, when
+// not nil, is the SourceMemo of the answer the resource is part of.
+func (v *Validator) ValidateSourceMembers(ctx context.Context, body []byte, memo *SourceMemo) (members []fhir.Member, issues []fhir.Issue) {
+	res, issues, _, _ := v.run(ctx, body, "", true, memo)
+	if res != nil {
+		members = res.Members
+	}
+	return members, issues
 }
 
 // Check validates a resource to be written (profileURL as for Validate,
@@ -209,7 +230,7 @@ func (v *Validator) ValidateSourceResource(ctx context.Context, body []byte) []f
 // resource, KindUnprocessable (422) when it fails validation, each with
 // issues for the OperationOutcome.
 func (v *Validator) Check(ctx context.Context, body []byte, profileURL string) (*fhir.Resource, error) {
-	res, issues, kind, err := v.run(ctx, body, profileURL, false)
+	res, issues, kind, err := v.run(ctx, body, profileURL, false, nil)
 	if err != nil {
 		return nil, fmt.Errorf("profiles: validate: %w", err)
 	}
@@ -223,8 +244,10 @@ func (v *Validator) Check(ctx context.Context, body []byte, profileURL string) (
 // validation failed; for source data its Doc holds only the members
 // keepMember keeps), the issues, and the kind of error they amount to. err
 // is set, with an issue saying so, when validation could not be done: ctx
-// ended or the parser failed unexpectedly.
-func (v *Validator) run(ctx context.Context, body []byte, profileURL string, source bool) (*fhir.Resource, []fhir.Issue, fhir.Kind, error) {
+// ended or the parser failed unexpectedly. memo (source data only, may be
+// nil) remembers the schemas' issues across the resources of an answer
+// (memo.go).
+func (v *Validator) run(ctx context.Context, body []byte, profileURL string, source bool, memo *SourceMemo) (*fhir.Resource, []fhir.Issue, fhir.Kind, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, []fhir.Issue{{Severity: "error", Code: "timeout", Diagnostics: "validation was cancelled"}}, fhir.KindUnavailable, err
 	}
@@ -232,15 +255,21 @@ func (v *Validator) run(ctx context.Context, body []byte, profileURL string, sou
 	var issues []fhir.Issue
 	var res *fhir.Resource
 	var err error
+	// A resource that passes the base walk has its invariants checked in
+	// the walk's decoded tree, which it hands to tree.visit; any other, in
+	// its JSON (below).
+	tree := getTreeChecker()
+	defer tree.release()
+	tree.v, tree.memo = v, memo
 	if source && v.base != nil {
-		res, err = v.base.ValidateSome(body, "", v.keep)
+		res, err = v.base.ValidateSome(body, "", tree.keep, tree.visit)
 	} else {
 		res, err = v.parser.Parse(body, "")
 		if err == nil && v.base != nil {
 			// The base walk's deliberate differences (fhir/base.go) hold
 			// for writes too: it validates contained resources, which
 			// google/fhir's validation pass does not enter.
-			if _, berr := v.base.ValidateSome(body, "", keepNone); berr != nil {
+			if _, berr := v.base.ValidateSome(body, "", keepNone, tree.visit); berr != nil {
 				res, err = nil, berr
 			}
 		}
@@ -265,18 +294,18 @@ func (v *Validator) run(ctx context.Context, body []byte, profileURL string, sou
 	}
 	rt, _ := doc["resourceType"].(string)
 
-	var apply []*profile
-	seen := map[string]bool{}
+	var applyBuf, seenBuf [4]*profile        // a few profiles are named
+	apply, seen := applyBuf[:0], seenBuf[:0] // a profile is used once
 	use := func(url string, unknown func()) {
 		p := v.lookup(url)
 		if p == nil {
 			unknown()
 			return
 		}
-		if seen[p.url] {
+		if slices.Contains(seen, p) {
 			return
 		}
-		seen[p.url] = true
+		seen = append(seen, p)
 		if p.typ != rt {
 			issues = append(issues, fhir.Issue{Severity: "error", Code: "processing",
 				Diagnostics: fmt.Sprintf("profile %s constrains %s, not %s", p.url, p.typ, rt)})
@@ -295,7 +324,11 @@ func (v *Validator) run(ctx context.Context, body []byte, profileURL string, sou
 			use(u, func() {})
 		}
 	}
-	for i, u := range metaProfiles(doc) {
+	named := tree.profiles // read while visiting the tree
+	if !tree.visited {
+		named = metaProfiles(doc)
+	}
+	for i, u := range named {
 		use(u, func() {
 			if !source {
 				issues = append(issues, fhir.Issue{Severity: "error", Code: "not-supported",
@@ -304,13 +337,25 @@ func (v *Validator) run(ctx context.Context, body []byte, profileURL string, sou
 			}
 		})
 	}
-	for _, p := range apply {
-		issues = v.schemaIssues(p.schema, doc, rt, "", issues)
+	if tree.hit { // the Doc holds resourceType only
+		issues = append(issues, cloneIssues(tree.cached)...)
+	} else {
+		from := len(issues)
+		for _, p := range apply {
+			issues = v.schemaIssues(p.schema, doc, rt, "", issues)
+		}
+		if tree.keyed {
+			memo.remember(tree.key, issues[from:])
+		}
 	}
 	if rt == "Bundle" {
 		issues = v.entries(ctx, doc, rt, "", source, 1, issues)
 	}
-	issues = append(issues, invariants(raw, rt)...)
+	if tree.visited {
+		issues = append(issues, tree.issues...)
+	} else {
+		issues = append(issues, invariants(raw, rt)...)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, append(issues, fhir.Issue{Severity: "error", Code: "timeout", Diagnostics: "validation was cancelled"}), fhir.KindUnavailable, err
 	}

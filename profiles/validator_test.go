@@ -14,6 +14,10 @@ import (
 )
 
 // MustNewValidator returns a Validator over a real codec.
+// The codec is the base validator run uses for sources and invariants: a
+// change to either side of ValidateSome must not leave it a mere Parser.
+var _ BaseValidator = (*fhir.Codec)(nil)
+
 func MustNewValidator(tb testing.TB) *Validator {
 	tb.Helper()
 	c, err := fhir.NewCodec()
