@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -131,6 +130,9 @@ func runLoad(b *testing.B, clients, n int, get func() error) loadResult {
 	return r
 }
 
+// dispenseType marks each dispense in an answer.
+var dispenseType = []byte(`"resourceType":"MedicationDispense"`)
+
 // getter returns a request function that GETs u with c and checks that
 // the answer is a 200 with want match entries.
 func getter(c *http.Client, u string, want int) func() error {
@@ -151,7 +153,7 @@ func getter(c *http.Client, u string, want int) func() error {
 		if resp.StatusCode != 200 {
 			return fmt.Errorf("%s: %d %s", u, resp.StatusCode, body)
 		}
-		if n := strings.Count(string(body), `"resourceType":"MedicationDispense"`); n != want {
+		if n := bytes.Count(body, dispenseType); n != want {
 			return fmt.Errorf("%s: %d dispenses, want %d", u, n, want)
 		}
 		return nil
