@@ -159,19 +159,12 @@ func (w *checker) object(raw []byte, i int) int {
 	w.members = w.members[:base]
 
 	if value != nil && value[0] == '"' {
-		switch string(stringValue(system)) {
-		case fhir.SystemBSN:
-			if !fhir.ValidBSN(string(stringValue(value))) {
-				w.add("error", "sp-bsn-1: the identifier's value is not a valid BSN (nine digits passing the eleven-check)", "value")
-			}
-		case fhir.SystemURA:
-			if !fhir.ValidURA(string(stringValue(value))) {
-				w.add("error", "sp-ura-1: the identifier's value is not a valid URA (eight digits)", "value")
-			}
+		if broken := identifierRule(string(stringValue(system)), string(stringValue(value))); broken != "" {
+			w.add("error", broken, "value")
 		}
 	}
 	if string(stringValue(resourceType)) == "Consent" && isNull(policy) && isNull(policyRule) {
-		w.add("warning", "ppc-1: a Consent should name a policy or a policyRule (R4 invariant ppc-1)")
+		w.add("warning", ruleConsentPolicy)
 	}
 	if i < len(raw) {
 		i++ // the '}'
@@ -318,11 +311,38 @@ func (w *checker) period(p []byte, segs ...string) {
 	if start == nil || end == nil || start[0] != '"' || end[0] != '"' {
 		return
 	}
-	s, ok1 := fhir.ParseDateRange(string(stringValue(start)))
-	e, ok2 := fhir.ParseDateRange(string(stringValue(end)))
-	if ok1 && ok2 && s.Lo >= e.Hi {
-		w.add("error", "per-1: the period's start is after its end", append(segs, "start")...)
+	if startsAfterEnd(string(stringValue(start)), string(stringValue(end))) {
+		w.add("error", rulePeriod, append(segs, "start")...)
 	}
+}
+
+// The invariants' diagnostics, and the rules both walkers (checker on
+// the JSON, treeChecker on the decoded tree) apply.
+const (
+	rulePeriod        = "per-1: the period's start is after its end"
+	ruleConsentPolicy = "ppc-1: a Consent should name a policy or a policyRule (R4 invariant ppc-1)"
+)
+
+// identifierRule is the diagnostics of the invariant an identifier's
+// value breaks under its system ("" when it breaks none).
+func identifierRule(system, value string) string {
+	switch {
+	case system == fhir.SystemBSN && !fhir.ValidBSN(value):
+		return "sp-bsn-1: the identifier's value is not a valid BSN (nine digits passing the eleven-check)"
+	case system == fhir.SystemURA && !fhir.ValidURA(value):
+		return "sp-ura-1: the identifier's value is not a valid URA (eight digits)"
+	}
+	return ""
+}
+
+// startsAfterEnd reports whether a Period's start is certainly after
+// its end: at or after the end of the range its end stands for (per-1
+// compares at the lower precision). Dates that do not parse break
+// nothing here; base validation reports them.
+func startsAfterEnd(start, end string) bool {
+	s, ok1 := fhir.ParseDateRange(start)
+	e, ok2 := fhir.ParseDateRange(end)
+	return ok1 && ok2 && s.Lo >= e.Hi
 }
 
 // isNull reports whether a member's value is absent or null (a decoder
@@ -477,19 +497,13 @@ func (w *treeChecker) object(n fhir.Node) {
 		w.child(val, treeSeg{key: key, idx: -1})
 	}
 	if value, ok := value.Str(); ok {
-		switch system, _ := system.Str(); system {
-		case fhir.SystemBSN:
-			if !fhir.ValidBSN(value) {
-				w.add("error", "sp-bsn-1: the identifier's value is not a valid BSN (nine digits passing the eleven-check)", "value")
-			}
-		case fhir.SystemURA:
-			if !fhir.ValidURA(value) {
-				w.add("error", "sp-ura-1: the identifier's value is not a valid URA (eight digits)", "value")
-			}
+		system, _ := system.Str()
+		if broken := identifierRule(system, value); broken != "" {
+			w.add("error", broken, "value")
 		}
 	}
 	if rt, _ := resourceType.Str(); rt == "Consent" && policy.IsNull() && policyRule.IsNull() {
-		w.add("warning", "ppc-1: a Consent should name a policy or a policyRule (R4 invariant ppc-1)")
+		w.add("warning", ruleConsentPolicy)
 	}
 }
 
@@ -518,12 +532,7 @@ func (w *treeChecker) period(p fhir.Node, segs ...string) {
 	endNode, _ := p.Get("end")
 	start, ok1 := startNode.Str()
 	end, ok2 := endNode.Str()
-	if !ok1 || !ok2 {
-		return
-	}
-	s, ok1 := fhir.ParseDateRange(start)
-	e, ok2 := fhir.ParseDateRange(end)
-	if ok1 && ok2 && s.Lo >= e.Hi {
-		w.add("error", "per-1: the period's start is after its end", append(segs, "start")...)
+	if ok1 && ok2 && startsAfterEnd(start, end) {
+		w.add("error", rulePeriod, append(segs, "start")...)
 	}
 }
