@@ -51,10 +51,30 @@ type checker struct {
 	issues  []fhir.Issue
 }
 
-// seg is a step of the path: a member name (idx < 0), or an array index.
-type seg struct {
-	key []byte
+// seg is a step of the path in the JSON: a member name (idx < 0), or an
+// array index.
+type seg = pathSeg[[]byte]
+
+// pathSeg is a step of the path to the value being walked: a member name
+// (idx < 0), or an array index; K is how the walker holds names.
+type pathSeg[K string | []byte] struct {
+	key K
 	idx int
+}
+
+// invariantIssue is an invariant's issue at root, then the path segs,
+// then extra.
+func invariantIssue[K string | []byte](root string, segs []pathSeg[K], severity, diagnostics string, extra ...string) fhir.Issue {
+	p := make([]string, 0, len(segs)+len(extra))
+	for _, s := range segs {
+		if s.idx >= 0 {
+			p = append(p, strconv.Itoa(s.idx))
+		} else {
+			p = append(p, string(s.key))
+		}
+	}
+	return fhir.Issue{Severity: severity, Code: "invariant", Diagnostics: diagnostics,
+		Expression: []string{segmentsPath(root, append(p, extra...))}}
 }
 
 // member is a member of an object being walked whose value has issues,
@@ -65,16 +85,7 @@ type member struct {
 }
 
 func (w *checker) add(severity, diagnostics string, segs ...string) {
-	p := make([]string, 0, len(w.segs)+len(segs))
-	for _, s := range w.segs {
-		if s.idx >= 0 {
-			p = append(p, strconv.Itoa(s.idx))
-		} else {
-			p = append(p, string(s.key))
-		}
-	}
-	w.issues = append(w.issues, fhir.Issue{Severity: severity, Code: "invariant", Diagnostics: diagnostics,
-		Expression: []string{segmentsPath(w.root, append(p, segs...))}})
+	w.issues = append(w.issues, invariantIssue(w.root, w.segs, severity, diagnostics, segs...))
 }
 
 // value walks the JSON value at raw[i] (not a space) and returns where it
@@ -436,24 +447,11 @@ func (w *treeChecker) visitResource(resource fhir.Node, ms []fhir.Member) {
 	w.visited = true
 }
 
-// treeSeg is a step of the path: a member name (idx < 0), or an array
-// index.
-type treeSeg struct {
-	key string
-	idx int
-}
+// treeSeg is a step of the path in the decoded tree.
+type treeSeg = pathSeg[string]
 
 func (w *treeChecker) add(severity, diagnostics string, segs ...string) {
-	p := make([]string, 0, len(w.segs)+len(segs))
-	for _, s := range w.segs {
-		if s.idx >= 0 {
-			p = append(p, strconv.Itoa(s.idx))
-		} else {
-			p = append(p, s.key)
-		}
-	}
-	w.issues = append(w.issues, fhir.Issue{Severity: severity, Code: "invariant", Diagnostics: diagnostics,
-		Expression: []string{segmentsPath(w.root, append(p, segs...))}})
+	w.issues = append(w.issues, invariantIssue(w.root, w.segs, severity, diagnostics, segs...))
 }
 
 // child walks n, the value of a member or element at step s of the path.
