@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -35,6 +36,7 @@ type answer struct {
 	issues    []fhir.Issue // what was wrong, named in the outcome entry
 	truncated bool         // the source had more pages than are followed
 	err       error        // the source failed as a whole
+	slots     checkSlots   // shared by the query's answers
 }
 
 // returned is what the access log records of a's source once it has
@@ -87,11 +89,45 @@ type fetchRecord struct {
 	answered bool           // at least one source answered
 }
 
+// checkSlots bound how many goroutines check one query's answers at a
+// time: GOMAXPROCS, less one until every source has answered or failed.
+// A checking goroutine runs until it blocks or yields, and the runtime
+// polls the network only on a processor with nothing else to run, not
+// even a goroutine that yielded. Checks on every processor therefore left
+// an answer that had arrived unread until one of them finished; a
+// processor kept free of checks while sources are still being asked reads
+// it at once (BENCHMARKS.md: the last answer was read 60 to 135 µs sooner
+// at one client). With a single processor the checks wait for the last
+// answer.
+type checkSlots chan struct{}
+
+// newCheckSlots returns a query's slots with one held for the asking,
+// which askAll frees once every source has answered or failed.
+func newCheckSlots() checkSlots {
+	s := make(checkSlots, runtime.GOMAXPROCS(0))
+	s.acquire()
+	return s
+}
+
+// acquire waits for a slot; a nil checkSlots (an answer checked on its
+// own) has no bound.
+func (s checkSlots) acquire() {
+	if s != nil {
+		s <- struct{}{}
+	}
+}
+
+func (s checkSlots) release() {
+	if s != nil {
+		<-s
+	}
+}
+
 // askAll asks every target in parallel, at most MaxParallel requests in
 // flight engine-wide, each within the per-source timeout and all within
 // the deadline, and checks each answer (check, within the deadline) as
 // soon as it is in: the validation of one source's answer overlaps the
-// wait for the others. Once every source has answered or failed, and
+// wait for the others, on all processors but one (see checkSlots). Once every source has answered or failed, and
 // while the answers are still being checked, fetched (if not nil) gets
 // their record. askAll returns one answer per target, in target order,
 // and the record.
@@ -101,10 +137,11 @@ func (e *Engine) askAll(ctx context.Context, ts []target, urlOf func(target) str
 	answers := make([]answer, len(ts))
 	rec := fetchRecord{sources: make([]audit.Source, len(ts))}
 	answered := make([]bool, len(ts))
+	slots := newCheckSlots()
 	var asked, checked sync.WaitGroup
 	asked.Add(len(ts))
 	for i, t := range ts {
-		answers[i] = answer{target: t, url: urlOf(t)}
+		answers[i] = answer{target: t, url: urlOf(t), slots: slots}
 		checked.Go(func() {
 			a := &answers[i]
 			e.ask(dctx, a, parse)
@@ -114,6 +151,7 @@ func (e *Engine) askAll(ctx context.Context, ts []target, urlOf func(target) str
 		})
 	}
 	asked.Wait()
+	slots.release() // the asking's
 	rec.answered = slices.Contains(answered, true)
 	if fetched != nil {
 		fetched(rec)

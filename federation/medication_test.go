@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"github.com/schakelpunt/schakelpunt/access"
 	"github.com/schakelpunt/schakelpunt/federation"
 	"github.com/schakelpunt/schakelpunt/fhir"
+	"github.com/schakelpunt/schakelpunt/profiles"
 )
 
 // respond replaces a source's answers.
@@ -488,5 +490,60 @@ func TestBreakerIgnoresRequesterCancel(t *testing.T) {
 	}
 	if hits.Load() != 5 {
 		t.Errorf("Het Kruis was asked %d times, want 5", hits.Load())
+	}
+}
+
+// concurrentChecks wraps a validator and records the most checks that ran
+// at once while asking was true.
+type concurrentChecks struct {
+	federation.Validator
+	asking      atomic.Bool
+	running     atomic.Int32
+	whileAsking atomic.Int32
+}
+
+func (v *concurrentChecks) ValidateSourceMembers(ctx context.Context, body []byte, memo *profiles.SourceMemo) ([]fhir.Member, []fhir.Issue) {
+	n := v.running.Add(1)
+	defer v.running.Add(-1)
+	if v.asking.Load() {
+		for m := v.whileAsking.Load(); n > m && !v.whileAsking.CompareAndSwap(m, n); m = v.whileAsking.Load() {
+		}
+	}
+	time.Sleep(2 * time.Millisecond) // so that checks that may overlap do
+	return v.Validator.ValidateSourceMembers(ctx, body, memo)
+}
+
+// TestChecksLeaveAProcessorWhileAsking: while a source is still being
+// asked, the answers already in are checked, on all processors but one,
+// which stays free to read the answers still to come (see checkSlots).
+// Not parallel: it sets GOMAXPROCS.
+func TestChecksLeaveAProcessorWhileAsking(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	v := &concurrentChecks{}
+	v.asking.Store(true)
+	late := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(300 * time.Millisecond) // De Brug's 16 are checked meanwhile
+			v.asking.Store(false)
+			h.ServeHTTP(w, r)
+		})
+	}
+	e := mustEnv(t, envOptions{
+		consents: []string{strings.Replace(consent(""), testBSN, "999900031", 1)}, // 16 dispenses at De Brug, 2 at Het Kruis
+		wrap:     map[string]func(http.Handler) http.Handler{uraKruis: late},
+		config: func(c *federation.Config) {
+			v.Validator = c.Validator
+			c.Validator = v
+		},
+	})
+	res, err := e.engine.MedicationDispenses(context.Background(), gp, "999900031", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(res.Searchset.Matches); got != 18 {
+		t.Fatalf("%d dispenses, want 18", got)
+	}
+	if got := v.whileAsking.Load(); got != 1 {
+		t.Errorf("at most %d checks at once while a source was still asked, want 1 (of GOMAXPROCS 2)", got)
 	}
 }

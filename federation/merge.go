@@ -19,12 +19,12 @@ import (
 // validator, have their absolute URL at the source as fullUrl, and are
 // about the asked patient; it counts and reports the others. A long
 // answer is checked by up to GOMAXPROCS goroutines (validation is CPU
-// work of some tens of microseconds a resource); the order is kept.
+// work of some tens of microseconds a resource), each resource within
+// one of the query's check slots (see checkSlots); the order is kept.
 //
-// Between resources the checking goroutine yields (runtime.Gosched): a
-// goroutine runs until it blocks, so two answers being checked on two
-// cores held the third source's answer, already arrived, unread until one
-// of them was done; yielding lets the short work of reading it go first.
+// Between resources the checking goroutine yields (runtime.Gosched), so
+// that a goroutine already runnable (parsing another answer, or another
+// request's work) does not wait for all of an answer's checks.
 func (e *Engine) validate(ctx context.Context, a *answer, typ string) {
 	if a.err != nil {
 		return
@@ -34,7 +34,7 @@ func (e *Engine) validate(ctx context.Context, a *answer, typ string) {
 	if workers <= 1 {
 		var memo profiles.SourceMemo
 		for i := range a.entries {
-			verdicts[i] = e.check(ctx, a, &a.entries[i], typ, &memo)
+			verdicts[i] = e.checkInSlot(ctx, a, &a.entries[i], typ, &memo)
 			runtime.Gosched()
 		}
 	} else {
@@ -44,7 +44,7 @@ func (e *Engine) validate(ctx context.Context, a *answer, typ string) {
 			wg.Go(func() {
 				var memo profiles.SourceMemo // one per goroutine
 				for i := int(next.Add(1) - 1); i < len(a.entries); i = int(next.Add(1) - 1) {
-					verdicts[i] = e.check(ctx, a, &a.entries[i], typ, &memo)
+					verdicts[i] = e.checkInSlot(ctx, a, &a.entries[i], typ, &memo)
 					runtime.Gosched()
 				}
 			})
@@ -90,6 +90,13 @@ func (e *Engine) validate(ctx context.Context, a *answer, typ string) {
 // validateChunk is the number of resources below which an answer is not
 // worth validating in more than one goroutine.
 const validateChunk = 8
+
+// checkInSlot is check within one of the query's check slots.
+func (e *Engine) checkInSlot(ctx context.Context, a *answer, en *entry, typ string, memo *profiles.SourceMemo) verdict {
+	a.slots.acquire()
+	defer a.slots.release()
+	return e.check(ctx, a, en, typ, memo)
+}
 
 // verdict is what check found of one entry.
 type verdict int

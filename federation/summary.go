@@ -63,6 +63,8 @@ func (e *Engine) validateDocument(ctx context.Context, a *answer) {
 	if a.err != nil || len(a.entries) == 0 {
 		return
 	}
+	a.slots.acquire()
+	defer a.slots.release()
 	doc := a.entries[0].Resource
 	var b struct {
 		Entry []struct {
