@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -74,6 +75,7 @@ type loadResult struct {
 	perSec   float64
 	p50, p99 time.Duration
 	cpu      time.Duration // CPU time of the process (user and system) per request
+	steal    float64       // percent of the machine's CPU time the host took
 }
 
 // processCPU is the CPU time this process has used, user and system. In
@@ -88,6 +90,34 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// cpuTimes are the machine's CPU times in clock ticks, all and stolen
+// (the time its vCPUs waited for the host), from /proc/stat; zero where
+// there is none.
+func cpuTimes() (total, steal int64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	fields := bytes.Fields(line)
+	if len(fields) < 9 || string(fields[0]) != "cpu" {
+		return 0, 0
+	}
+	for i, f := range fields[1:] {
+		v, err := strconv.ParseInt(string(f), 10, 64)
+		if err != nil {
+			return 0, 0
+		}
+		if i < 8 { // user nice system idle iowait irq softirq steal; guest is in user
+			total += v
+		}
+		if i == 7 {
+			steal = v
+		}
+	}
+	return total, steal
+}
+
 // runLoad sends n requests from clients goroutines and measures them;
 // each request is made by get, which fails the benchmark on a wrong answer.
 func runLoad(b *testing.B, clients, n int, get func() error) loadResult {
@@ -98,6 +128,7 @@ func runLoad(b *testing.B, clients, n int, get func() error) loadResult {
 	var wg sync.WaitGroup
 	b.ResetTimer()
 	start, cpu0 := time.Now(), processCPU()
+	total0, steal0 := cpuTimes()
 	for range clients {
 		wg.Go(func() {
 			for {
@@ -116,16 +147,21 @@ func runLoad(b *testing.B, clients, n int, get func() error) loadResult {
 	}
 	wg.Wait()
 	elapsed, cpu := time.Since(start), processCPU()-cpu0
+	total1, steal1 := cpuTimes()
 	b.StopTimer()
 	if err, _ := failed.Load().(error); err != nil {
 		b.Fatal(err)
 	}
 	slices.Sort(lat)
 	r := loadResult{perSec: float64(n) / elapsed.Seconds(), p50: lat[n/2], p99: lat[min(n-1, n*99/100)], cpu: cpu / time.Duration(n)}
+	if total1 > total0 {
+		r.steal = 100 * float64(steal1-steal0) / float64(total1-total0)
+	}
 	b.ReportMetric(r.perSec, "req/s")
 	b.ReportMetric(float64(r.p50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(r.p99.Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(r.cpu.Microseconds())/1000, "cpu-ms/op")
+	b.ReportMetric(r.steal, "steal-%")
 	b.ReportMetric(0, "ns/op")
 	return r
 }
@@ -247,5 +283,6 @@ func BenchmarkFederation(b *testing.B) {
 		b.Logf("p50 at 1 client: ours %v, bare %v, slowest source %v: ours - slowest = %v (target <= 1ms)",
 			o.p50, results["bare1"].p50, slowest, o.p50-slowest)
 		b.Logf("CPU per request at 1 client (whole process): ours %v, bare %v", o.cpu, results["bare1"].cpu)
+		b.Logf("CPU time taken by the host (steal) while ours ran at 1 client: %.1f%%", o.steal)
 	}
 }
