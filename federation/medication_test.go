@@ -500,6 +500,7 @@ type concurrentChecks struct {
 	asking      atomic.Bool
 	running     atomic.Int32
 	whileAsking atomic.Int32
+	done        atomic.Int32 // checks finished
 }
 
 func (v *concurrentChecks) ValidateSourceMembers(ctx context.Context, body []byte, memo *profiles.SourceMemo) ([]fhir.Member, []fhir.Issue) {
@@ -509,6 +510,7 @@ func (v *concurrentChecks) ValidateSourceMembers(ctx context.Context, body []byt
 		for m := v.whileAsking.Load(); n > m && !v.whileAsking.CompareAndSwap(m, n); m = v.whileAsking.Load() {
 		}
 	}
+	defer v.done.Add(1)
 	time.Sleep(2 * time.Millisecond) // so that checks that may overlap do
 	return v.Validator.ValidateSourceMembers(ctx, body, memo)
 }
@@ -523,7 +525,11 @@ func TestChecksLeaveAProcessorWhileAsking(t *testing.T) {
 	v.asking.Store(true)
 	late := func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			time.Sleep(300 * time.Millisecond) // De Brug's 16 are checked meanwhile
+			// Answer once De Brug's 16 are checked (within the
+			// per-source timeout of 2 s).
+			for start := time.Now(); v.done.Load() < 16 && time.Since(start) < 1500*time.Millisecond; {
+				time.Sleep(5 * time.Millisecond)
+			}
 			v.asking.Store(false)
 			h.ServeHTTP(w, r)
 		})
