@@ -77,6 +77,30 @@ func invariantIssue[K string | []byte](root string, segs []pathSeg[K], severity,
 		Expression: []string{segmentsPath(root, append(p, extra...))}}
 }
 
+// watched are the members of an object that its checks look at, as a
+// walker holds values (JSON text or decoded tree); a member absent is V's
+// zero value.
+type watched[V any] struct {
+	value, system, resourceType, policy, policyRule V
+}
+
+// watch keeps v in m when key names a watched member; the last of a
+// repeated key wins, as a decoder keeps it.
+func watch[K string | []byte, V any](m *watched[V], key K, v V) {
+	switch string(key) {
+	case "value":
+		m.value = v
+	case "system":
+		m.system = v
+	case "resourceType":
+		m.resourceType = v
+	case "policy":
+		m.policy = v
+	case "policyRule":
+		m.policyRule = v
+	}
+}
+
 // member is a member of an object being walked whose value has issues,
 // w.issues[from:to]; the object's next member starts at raw[next].
 type member struct {
@@ -118,7 +142,7 @@ func (w *checker) object(raw []byte, i int) int {
 	base, issuesBase := len(w.members), len(w.issues)
 	// The last value of each member the object checks look at (nil if
 	// absent): a decoder keeps the last value of a repeated key.
-	var value, system, resourceType, policy, policyRule []byte
+	var m watched[[]byte]
 	i = jsonscan.SkipSpace(raw, i+1)
 	for i < len(raw) && raw[i] != '}' {
 		if raw[i] == ',' {
@@ -150,18 +174,7 @@ func (w *checker) object(raw []byte, i int) int {
 		if len(w.issues) > from {
 			w.members = append(w.members, member{key: key, from: from, to: len(w.issues), next: i})
 		}
-		switch string(key) {
-		case "value":
-			value = val
-		case "system":
-			system = val
-		case "resourceType":
-			resourceType = val
-		case "policy":
-			policy = val
-		case "policyRule":
-			policyRule = val
-		}
+		watch(&m, key, val)
 		i = jsonscan.SkipSpace(raw, i)
 	}
 	if len(w.members) > base {
@@ -169,12 +182,12 @@ func (w *checker) object(raw []byte, i int) int {
 	}
 	w.members = w.members[:base]
 
-	if value != nil && value[0] == '"' {
-		if broken := identifierRule(string(stringValue(system)), string(stringValue(value))); broken != "" {
+	if m.value != nil && m.value[0] == '"' {
+		if broken := identifierRule(string(stringValue(m.system)), string(stringValue(m.value))); broken != "" {
 			w.add("error", broken, "value")
 		}
 	}
-	if string(stringValue(resourceType)) == "Consent" && isNull(policy) && isNull(policyRule) {
+	if string(stringValue(m.resourceType)) == "Consent" && isNull(m.policy) && isNull(m.policyRule) {
 		w.add("warning", ruleConsentPolicy)
 	}
 	if i < len(raw) {
@@ -474,33 +487,20 @@ func (w *treeChecker) child(n fhir.Node, s treeSeg) {
 
 // object checks the object n and walks its members.
 func (w *treeChecker) object(n fhir.Node) {
-	// The members the object checks look at (the zero Node, null, if
-	// absent).
-	var value, system, resourceType, policy, policyRule fhir.Node
+	var m watched[fhir.Node] // an absent member is the zero Node, null
 	for i := range n.Len() {
 		key, val := n.Member(i)
-		switch key {
-		case "value":
-			value = val
-		case "system":
-			system = val
-		case "resourceType":
-			resourceType = val
-		case "policy":
-			policy = val
-		case "policyRule":
-			policyRule = val
-		}
+		watch(&m, key, val)
 		w.periods(key, val)
 		w.child(val, treeSeg{key: key, idx: -1})
 	}
-	if value, ok := value.Str(); ok {
-		system, _ := system.Str()
+	if value, ok := m.value.Str(); ok {
+		system, _ := m.system.Str()
 		if broken := identifierRule(system, value); broken != "" {
 			w.add("error", broken, "value")
 		}
 	}
-	if rt, _ := resourceType.Str(); rt == "Consent" && policy.IsNull() && policyRule.IsNull() {
+	if rt, _ := m.resourceType.Str(); rt == "Consent" && m.policy.IsNull() && m.policyRule.IsNull() {
 		w.add("warning", ruleConsentPolicy)
 	}
 }
