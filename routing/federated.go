@@ -91,7 +91,7 @@ func (s *server) medication(c *gin.Context) {
 	}
 	t := trailOf(c)
 	t.patientBSN, t.category = bsn, fhir.CategoryMedication
-	res, err := s.federator.MedicationDispenses(c.Request.Context(), t.principal, bsn, q, s.fetched(c))
+	res, err := s.federator.MedicationDispenses(c.Request.Context(), t.principal, bsn, q, s.fetched(c, searchSettled))
 	if err == nil && res.Searchset != nil {
 		s.recordFederated(c, res)
 		h := newHeld(res.Searchset, bsn, fhir.CategoryMedication, count)
@@ -134,20 +134,32 @@ func (s *server) summary(c *gin.Context) {
 	}
 	t := trailOf(c)
 	t.patientBSN, t.category = bsn, fhir.CategoryGPSummary
-	res, err := s.federator.GPSummary(c.Request.Context(), t.principal, bsn, s.fetched(c))
+	res, err := s.federator.GPSummary(c.Request.Context(), t.principal, bsn, s.fetched(c, summarySettled))
 	s.answerFederated(c, res, err)
 }
 
 // fetched starts the AuditEvent of a federated query while the sources'
-// answers are checked: it records what each source returned, all known
-// by then, and a query that got that far answers 200 whatever the
-// sources did (their failures are outcome entries of the Bundle).
-func (s *server) fetched(c *gin.Context) federation.Fetched {
+// answers are checked, when the record settles that the answer is a 200:
+// what each source returned is known by then, and what checking finds
+// becomes outcome entries of the Bundle. Otherwise (settles200 false) the
+// event is recorded as the answer goes out, with its status.
+func (s *server) fetched(c *gin.Context, settles200 func(federation.Result) bool) federation.Fetched {
 	return func(r federation.Result) {
+		if !settles200(r) {
+			return
+		}
 		s.recordFederated(c, r)
 		s.recordEarly(c, http.StatusOK)
 	}
 }
+
+// searchSettled: a permitted federated search answers 200, each source
+// that failed an outcome entry, even when none answered.
+func searchSettled(federation.Result) bool { return true }
+
+// summarySettled: a permitted GP summary that no source answered is a 503
+// (see answerFederated).
+func summarySettled(r federation.Result) bool { return r.Answered }
 
 // answerFederated records the decision and the sources asked for the
 // AuditEvent and answers. A denial says only that access is denied: the

@@ -502,3 +502,30 @@ func (f *sourcedFederator) MedicationDispenses(ctx context.Context, p access.Pri
 	res.Searchset, res.Count = f.set, len(f.set.Matches)
 	return res, nil
 }
+
+// unansweredSummary is fakeFederator whose GP summary no source answered.
+type unansweredSummary struct{ fakeFederator }
+
+func (f *unansweredSummary) GPSummary(ctx context.Context, p access.Principal, bsn string, fetched federation.Fetched) (federation.Result, error) {
+	res := federation.Result{Permit: true, Reasons: []string{"test permit"},
+		Sources: []audit.Source{{URA: "90000001", Name: "Huisartsenpraktijk", Outcome: "unavailable"}}}
+	if fetched != nil {
+		fetched(res)
+	}
+	return res, nil
+}
+
+// TestUnansweredSummaryRecordedAsFailed: a GP summary that no source
+// answered is a 503, and its AuditEvent records the failure, not the 200
+// of a query whose sources answered.
+func TestUnansweredSummaryRecordedAsFailed(t *testing.T) {
+	h := mustServeWith(t, func(c *Config) { c.Federator = &unansweredSummary{} })
+	r := do(t, h.as("gp"), "GET", "/Patient/$summary?identifier="+fhir.SystemBSN+"|999911120", nil)
+	if r.status != 503 || !contains(r.issueCodes(), "transient") {
+		t.Fatalf("%d %s, want 503 transient", r.status, r.raw)
+	}
+	evs := storedEvents(t, h)
+	if len(evs) != 1 || evs[0].outcome == "0" {
+		t.Errorf("audited %+v, want one event with a failed outcome", evs)
+	}
+}
