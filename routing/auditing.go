@@ -123,13 +123,7 @@ func (s *server) audited(c *gin.Context) {
 // event, or one per patient when a search's results are about several
 // (see notePatientOfResults).
 func (s *server) recordNow(c *gin.Context, status int) error {
-	// Not the request's context: a client that hangs up after its write
-	// was committed must not take the write's AuditEvent with it.
-	err := s.audit.RecordAll(context.WithoutCancel(c.Request.Context()), s.events(c, status))
-	if t := trailOf(c); t.expected != nil {
-		t.expected()
-	}
-	return err
+	return s.record(c.Request.Context(), trailOf(c), s.events(c, status))
 }
 
 // recordEarly begins to store the request's AuditEvent, with the given
@@ -141,18 +135,22 @@ func (s *server) recordNow(c *gin.Context, status int) error {
 // requester did not get: an access log may say too much, never too
 // little.
 func (s *server) recordEarly(c *gin.Context, status int) {
-	t := trailOf(c)
-	evs := s.events(c, status)
-	ctx := context.WithoutCancel(c.Request.Context())
+	t, ctx, evs := trailOf(c), c.Request.Context(), s.events(c, status)
 	done := make(chan error, 1)
 	t.early = done
-	go func() {
-		err := s.audit.RecordAll(ctx, evs)
-		if t.expected != nil {
-			t.expected()
-		}
-		done <- err
-	}()
+	go func() { done <- s.record(ctx, t, evs) }()
+}
+
+// record stores a request's AuditEvents evs and ends the recorder's
+// count of the request (its trail t). Not canceled with the request's
+// context ctx: a client that hangs up after its write was committed must
+// not take the write's AuditEvent with it.
+func (s *server) record(ctx context.Context, t *trail, evs []audit.Event) error {
+	err := s.audit.RecordAll(context.WithoutCancel(ctx), evs)
+	if t.expected != nil {
+		t.expected()
+	}
+	return err
 }
 
 // events are the request's AuditEvents with the given status.
